@@ -1,0 +1,1 @@
+"""Where the box lives. `base` is the contract; each other module is one backend."""

@@ -1,0 +1,77 @@
+"""Values that cross the public API: limits in, results and listings out."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from sandbox.exceptions import InvalidInputError
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+MiB = 1024 * 1024
+
+
+def validate_id(value: str, what: str) -> str:
+    """Check an owner or session id.
+
+    Raises:
+        InvalidInputError: the id is not 1-64 characters of A-Z a-z 0-9 _ -.
+    """
+    if not isinstance(value, str) or not ID_PATTERN.fullmatch(value):
+        raise InvalidInputError(f"{what} must match {ID_PATTERN.pattern}, got {value!r:.80}")
+    return value
+
+
+class Limits(BaseModel):
+    """Per-run and per-session limits. Every one is enforced on the host side or by the kernel."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timeout_s: float = Field(30.0, gt=0, le=3600)
+    memory_mb: int = Field(512, ge=32, le=65536)
+    cpus: float = Field(1.0, gt=0, le=64)
+    pids: int = Field(128, ge=8, le=32768)
+    nofile: int = Field(256, ge=16, le=65536)
+    output_bytes: int = Field(1 * MiB, ge=1024, le=256 * MiB)
+    """Cap for each of stdout and stderr; the rest is drained and dropped."""
+    tmp_mb: int = Field(64, ge=1, le=4096)
+    workspace_mb: int = Field(256, ge=1, le=65536)
+    workspace_inodes: int = Field(65536, ge=64, le=10_000_000)
+    skills_mb: int = Field(16, ge=1, le=4096)
+    max_file_mb: int = Field(64, ge=1, le=65536)
+    """Largest single file a run may write (RLIMIT_FSIZE) or the host may upload or serve."""
+
+
+class RunResult(BaseModel):
+    """What one execution produced. Timeouts, OOM kills and floods are outcomes, not errors."""
+
+    model_config = ConfigDict(frozen=True)
+
+    exec_id: str
+    exit_code: int
+    stdout: str
+    stderr: str
+    duration_s: float
+    timed_out: bool = False
+    oom_killed: bool = False
+    output_truncated: bool = False
+    error: str | None = None
+    """Set when the controller could not run the code as asked, e.g. 'container_lost'."""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.error)
+
+
+class FileEntry(BaseModel):
+    """One entry of a workspace or skills listing. Names that are not UTF-8 are escaped."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: str
+    kind: Literal["file", "dir", "symlink", "other"]
+    size: int
+    mtime: float

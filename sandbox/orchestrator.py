@@ -1,0 +1,499 @@
+"""Orchestrator and Session: the one core every surface (HTTP, MCP, client, CLI) calls.
+
+Every run gets a container of its own. To keep that fast, each session keeps its *next*
+container created, started and dialled in to its run socket, waiting for code; a run hands
+it the code, reads the result, and the container is removed in the background while the
+one after it warms up. A warm container holds no code until its run begins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from sandbox import policy
+from sandbox.backends.base import (
+    LABEL_CONTROLLER,
+    LABEL_DEADLINE,
+    LABEL_MANAGED,
+    Backend,
+    ContainerRef,
+)
+from sandbox.channel import RunChannel
+from sandbox.exceptions import (
+    ContainerStartError,
+    ControllerBusyError,
+    InvalidInputError,
+    NotFoundError,
+    SandboxError,
+    SessionClosedError,
+)
+from sandbox.files import SafeDir
+from sandbox.images import ensure_image
+from sandbox.models import FileEntry, Limits, MiB, RunResult, validate_id
+from sandbox.settings import Settings
+from sandbox.storage import SANDBOX_GID, SANDBOX_UID, Storage
+
+logger = logging.getLogger(__name__)
+
+MAX_CODE_BYTES = 1 * MiB
+MAX_ENV_BYTES = 64 * 1024
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_KILLED_EXIT = 137  # 128 + SIGKILL, as a shell and Docker report it
+# A warm container that waits longer than this is past its deadline label and may be reaped.
+_MAX_IDLE_S = 6 * 3600
+
+
+@dataclass
+class _Warm:
+    exec_id: str
+    ref: ContainerRef
+    channel: RunChannel
+
+
+class Orchestrator:
+    """Owns the backend, the data directory and every live session.
+
+    Raises (at construction):
+        ControllerBusyError: another live controller uses the same data directory.
+        BackendUnavailableError: no container engine answers.
+        ImageBuildError: the sandbox image is missing and could not be built.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        backend: Backend | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        if backend is None:
+            from sandbox.backends.docker import DockerBackend, DockerBackendConfig
+
+            backend = DockerBackend(DockerBackendConfig(base_url=self.settings.docker_host))
+        self.backend: Backend = backend
+        self._storage = Storage(self.settings.data_dir, self.settings.workspace_backing)
+        self._lock_file = _lock_data_dir(self.settings.data_dir)
+        self._sessions: dict[str, Session] = {}
+        self._guard = threading.Lock()
+        self._closed = False
+        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sbx")
+        try:
+            self.backend.ping()
+            reaped = self._reap_leftovers()
+            if reaped:
+                logger.info("removed %d leftovers of a previous controller", reaped)
+            self.image = self.settings.image or ensure_image(self.backend, self.settings.base_image)
+            if not self.backend.image_exists(self.image):
+                raise NotFoundError(f"sandbox image {self.image!r} does not exist")
+        except BaseException:
+            self._pool.shutdown(wait=False)
+            self._lock_file.close()
+            raise
+
+    # -- sessions -------------------------------------------------------------------------
+
+    def session(
+        self, owner: str, session_id: str | None = None, limits: Limits | None = None
+    ) -> Session:
+        """Open a session: a fresh workspace, the owner's skills, a warm container if enabled.
+
+        Raises:
+            InvalidInputError: a bad owner or session id, or that id is already open.
+            SessionClosedError: the orchestrator is closed.
+        """
+        validate_id(owner, "owner")
+        sid = validate_id(session_id, "session_id") if session_id else secrets.token_hex(16)
+        with self._guard:
+            if self._closed:
+                raise SessionClosedError("orchestrator is closed")
+            if sid in self._sessions:
+                raise InvalidInputError(f"session {sid!r} is already open")
+            session = Session(self, owner, sid, limits or self.settings.limits)
+            self._sessions[sid] = session
+        return session
+
+    def get_session(self, session_id: str) -> Session:
+        """Raises NotFoundError when no open session has that id."""
+        with self._guard:
+            try:
+                return self._sessions[session_id]
+            except KeyError:
+                raise NotFoundError(f"no open session {session_id!r:.80}") from None
+
+    def sessions(self) -> list[Session]:
+        with self._guard:
+            return list(self._sessions.values())
+
+    def _forget(self, session: Session) -> None:
+        with self._guard:
+            self._sessions.pop(session.id, None)
+
+    # -- garbage --------------------------------------------------------------------------
+
+    def _reap_leftovers(self) -> int:
+        """Remove everything a dead controller with our id and data dir left behind."""
+        mine = {LABEL_MANAGED: "1", LABEL_CONTROLLER: self.settings.controller_id}
+        found = self.backend.list_managed(mine)
+        for c in found:
+            self.backend.remove(c.ref)
+        return len(found) + self._storage.reap()
+
+    def gc(self, now: float | None = None) -> int:
+        """Remove containers past their deadline label, from any controller, and our strays.
+
+        Returns how many containers were removed. Containers without our labels are never touched.
+        """
+        now = time.time() if now is None else now
+        live = {s.id for s in self.sessions()}
+        removed = 0
+        for c in self.backend.list_managed({LABEL_MANAGED: "1"}):
+            try:
+                expired = int(c.labels.get(LABEL_DEADLINE, "0")) < now
+            except ValueError:
+                expired = True
+            ours_orphaned = (
+                c.labels.get(LABEL_CONTROLLER) == self.settings.controller_id
+                and c.labels.get("sbx.session") not in live
+            )
+            if expired or ours_orphaned:
+                self.backend.remove(c.ref)
+                removed += 1
+        return removed
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close every session (removing its containers and workspace), then release the engine."""
+        with self._guard:
+            if self._closed:
+                return
+            self._closed = True
+        for session in self.sessions():
+            try:
+                session.close()
+            except SandboxError:
+                logger.exception("closing session %s", session.id)
+        self._pool.shutdown(wait=True)
+        self.backend.close()
+        self._lock_file.close()
+
+    def __enter__(self) -> Orchestrator:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Session:
+    """One agent session: a workspace shared by its runs, the owner's skills, and its runs."""
+
+    def __init__(self, orc: Orchestrator, owner: str, session_id: str, limits: Limits) -> None:
+        self._orc = orc
+        self.owner = owner
+        self.id = session_id
+        self.limits = limits
+        storage = orc._storage
+        self._workspace = storage.create_workspace(
+            secrets.token_hex(16), limits.workspace_mb, limits.workspace_inodes
+        )
+        self._skills = storage.skills_dir(owner)
+        self._files = SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID)
+        self._skill_files = SafeDir(self._skills)
+        self._run_lock = threading.Lock()
+        self._state = threading.Lock()
+        self._closed = False
+        self._next: Future[_Warm] | None = None
+        self._cleanups: list[Future[None]] = []
+        if orc.settings.warm:
+            self._next = orc._pool.submit(self._prepare)
+
+    # -- runs -----------------------------------------------------------------------------
+
+    def run(
+        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> RunResult:
+        """Run Python source in a fresh container and return what it did.
+
+        Timeouts, OOM kills and output floods are reported on the result, not raised.
+
+        Raises:
+            InvalidInputError: code, timeout or env are malformed or too large.
+            SessionClosedError: the session is closed.
+            BackendError: the engine failed to provide a container.
+        """
+        timeout = self._check_run_args(code, timeout, env)
+        with self._run_lock:
+            self._ensure_open()
+            warm = self._take_warm()
+            started = time.monotonic()
+            try:
+                try:
+                    warm.channel.deliver(code, env or {}, policy.WORKSPACE)
+                except ContainerStartError:
+                    # The waiting container died (reaped, engine restart): one cold retry.
+                    self._discard(warm)
+                    warm = self._prepare()
+                    started = time.monotonic()
+                    warm.channel.deliver(code, env or {}, policy.WORKSPACE)
+                return self._finish(warm, started, started + timeout)
+            finally:
+                self._cleanups.append(self._orc._pool.submit(self._discard, warm))
+
+    def _check_run_args(
+        self, code: str, timeout: float | None, env: dict[str, str] | None
+    ) -> float:
+        if not isinstance(code, str):
+            raise InvalidInputError("code must be a string of Python source")
+        if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
+            raise InvalidInputError(f"code is larger than {MAX_CODE_BYTES} bytes")
+        if "\x00" in code:
+            raise InvalidInputError("code contains a NUL byte")
+        limit = self.limits.timeout_s
+        if timeout is None:
+            timeout = limit
+        if not isinstance(timeout, int | float) or not 0 < timeout <= limit:
+            raise InvalidInputError(f"timeout must be in (0, {limit}] seconds, got {timeout!r}")
+        size = 0
+        for key, value in (env or {}).items():
+            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
+                raise InvalidInputError(f"bad environment variable name {key!r:.80}")
+            if not isinstance(value, str) or "\x00" in value:
+                raise InvalidInputError(f"environment variable {key} must be a string without NUL")
+            size += len(key) + len(value.encode("utf-8", "surrogatepass")) + 2
+        if size > MAX_ENV_BYTES:
+            raise InvalidInputError(f"environment is larger than {MAX_ENV_BYTES} bytes")
+        return float(timeout)
+
+    def _take_warm(self) -> _Warm:
+        """The waiting container if there is one (or one on its way), else a cold start;
+        and the next one starts warming straight away."""
+        orc = self._orc
+        pending, self._next = self._next, None
+        warm: _Warm | None = None
+        if pending is not None:
+            try:
+                warm = pending.result(timeout=orc.settings.start_timeout_s)
+            except (SandboxError, FutureTimeout) as exc:
+                logger.warning("warm container failed (%s); starting one now", exc)
+        if warm is None:
+            warm = self._prepare()
+        if orc.settings.warm:
+            self._next = orc._pool.submit(self._prepare)
+        return warm
+
+    def _prepare(self) -> _Warm:
+        orc = self._orc
+        exec_id = secrets.token_hex(16)
+        channel = RunChannel(orc._storage.runs, SANDBOX_UID, SANDBOX_GID)
+        labels = policy.labels_for(
+            orc.settings.controller_id, self.owner, self.id, exec_id,
+            _MAX_IDLE_S + self.limits.timeout_s,
+        )
+        spec = policy.launch_spec(
+            image=orc.image, limits=self.limits, runtime=orc.settings.runtime,
+            workspace=self._workspace, skills=self._skills, channel_dir=channel.dir,
+            labels=labels,
+        )
+        ref: ContainerRef | None = None
+        try:
+            ref = orc.backend.create(spec)
+            orc.backend.start(ref)
+            channel.accept_runtime(time.monotonic() + orc.settings.start_timeout_s)
+        except BaseException:
+            channel.close()
+            if ref is not None:
+                orc.backend.remove(ref)
+            raise
+        return _Warm(exec_id, ref, channel)
+
+    def _finish(self, warm: _Warm, started: float, deadline: float) -> RunResult:
+        backend = self._orc.backend
+        cap = self.limits.output_bytes
+        got = warm.channel.collect(deadline, cap)
+        stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
+        exit_code = got.exit_code
+        timed_out = got.timed_out
+        oom = False
+        error: str | None = None
+        if exit_code is not None:
+            # The runtime waits for us to hang up, so the container and its cgroup still exist.
+            oom = bool(backend.oom_kills(warm.ref))
+        elif not timed_out:
+            # The runtime ended without reporting (killed, OOM, os._exit): ask the engine.
+            try:
+                info = backend.wait(warm.ref, max(0.5, deadline - time.monotonic()))
+            except NotFoundError:
+                info = None
+                error = "container_lost"
+            if info is None and error is None:
+                timed_out = True
+            elif info is not None:
+                exit_code, oom = info.exit_code, info.oom_killed
+        if timed_out:
+            oom = bool(backend.oom_kills(warm.ref))
+            backend.kill(warm.ref)
+            stdout, stderr, more = warm.channel.drain_after_kill(cap, stdout, stderr)
+            truncated |= more
+            exit_code = _KILLED_EXIT
+        return RunResult(
+            exec_id=warm.exec_id,
+            exit_code=exit_code if exit_code is not None else -1,
+            stdout=stdout.decode("utf-8", "replace"),
+            stderr=stderr.decode("utf-8", "replace"),
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            oom_killed=oom,
+            output_truncated=truncated,
+            error=error,
+        )
+
+    def _discard(self, warm: _Warm) -> None:
+        warm.channel.close()
+        try:
+            self._orc.backend.remove(warm.ref)
+        except SandboxError:
+            # The reaper (next start, `sandbox gc`) finds it by its labels.
+            logger.exception("removing container of run %s", warm.exec_id)
+
+    def ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the next container is warm; False if warming is off or did not finish."""
+        pending = self._next
+        if pending is None:
+            return False
+        try:
+            pending.result(timeout=timeout)
+        except (SandboxError, FutureTimeout):
+            return False
+        return True
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every finished run's container has been removed."""
+        end = time.monotonic() + timeout
+        while self._cleanups:
+            fut = self._cleanups.pop()
+            with contextlib.suppress(FutureTimeout):
+                fut.result(timeout=max(0.0, end - time.monotonic()))
+
+    # -- workspace ------------------------------------------------------------------------
+
+    def upload(self, path: str, data: bytes) -> None:
+        """Write a file into /workspace (parents are created).
+
+        Raises:
+            UnsafePathError, FileTypeError, QuotaExceededError, SessionClosedError.
+        """
+        self._ensure_open()
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidInputError("data must be bytes")
+        self._files.write(path, bytes(data), self.limits.max_file_mb * MiB)
+
+    def download(self, path: str) -> bytes:
+        """Read a file from /workspace; links, FIFOs and devices are refused.
+
+        Raises:
+            UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError, SessionClosedError.
+        """
+        self._ensure_open()
+        return self._files.read(path, self.limits.max_file_mb * MiB)
+
+    def list_files(self, path: str = "") -> list[FileEntry]:
+        """List /workspace (or a folder in it) recursively, without following links."""
+        self._ensure_open()
+        return self._files.list(path)
+
+    def delete_file(self, path: str) -> None:
+        self._ensure_open()
+        self._files.delete(path)
+
+    # -- skills (per owner, read-only inside the sandbox) ---------------------------------
+
+    def save_skill(self, path: str, data: bytes) -> None:
+        """Save a file into the owner's /skills, which persists across sessions.
+
+        Raises:
+            UnsafePathError, FileTypeError, QuotaExceededError, SessionClosedError.
+        """
+        self._ensure_open()
+        self._orc._storage.check_skills_room(self.owner, len(data), self.limits.skills_mb)
+        self._skill_files.write(path, bytes(data), self.limits.skills_mb * MiB)
+
+    def read_skill(self, path: str) -> bytes:
+        self._ensure_open()
+        return self._skill_files.read(path, self.limits.skills_mb * MiB)
+
+    def list_skills(self) -> list[FileEntry]:
+        self._ensure_open()
+        return self._skill_files.list()
+
+    def delete_skill(self, path: str) -> None:
+        self._ensure_open()
+        self._skill_files.delete(path)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise SessionClosedError(f"session {self.id} is closed")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        """Remove the session's containers and its workspace. Idempotent."""
+        with self._state:
+            if self._closed:
+                return
+            self._closed = True
+        with self._run_lock:
+            pending, self._next = self._next, None
+            if pending is not None:
+                try:
+                    self._discard(pending.result(timeout=self._orc.settings.start_timeout_s))
+                except (SandboxError, FutureTimeout):
+                    pass  # it never came up; its labels let the reaper find any remains
+            self.settle()
+            self._orc._storage.remove_workspace(self._workspace)
+        self._orc._forget(self)
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _lock_data_dir(data_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock on the data dir for the controller's lifetime.
+
+    Raises:
+        ControllerBusyError: another live controller holds it.
+    """
+    data_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+    handle = open(data_dir / "controller.lock", "ab")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ControllerBusyError(f"another controller is using {data_dir}") from None
+    os.set_inheritable(handle.fileno(), False)
+    return handle

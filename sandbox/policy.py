@@ -1,0 +1,80 @@
+"""Isolation defaults: turns limits and a session's folders into a backend-neutral launch spec."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+from sandbox.backends.base import (
+    LABEL_CONTROLLER,
+    LABEL_DEADLINE,
+    LABEL_EXEC,
+    LABEL_MANAGED,
+    LABEL_OWNER,
+    LABEL_SESSION,
+    LaunchSpec,
+    Mount,
+)
+from sandbox.channel import CONTAINER_DIR
+from sandbox.images import images_dir
+from sandbox.models import Limits, MiB
+from sandbox.storage import SANDBOX_GID, SANDBOX_UID
+
+WORKSPACE = "/workspace"
+SKILLS = "/skills"
+
+
+@functools.cache
+def seccomp_profile() -> str:
+    """The project's seccomp profile (images/seccomp.json) as the engine wants it: JSON text."""
+    return (images_dir() / "seccomp.json").read_text()
+
+
+def launch_spec(
+    *,
+    image: str,
+    limits: Limits,
+    runtime: str,
+    workspace: Path,
+    skills: Path,
+    channel_dir: Path,
+    labels: Mapping[str, str],
+) -> LaunchSpec:
+    return LaunchSpec(
+        image=image,
+        user=f"{SANDBOX_UID}:{SANDBOX_GID}",
+        mounts=(
+            Mount(workspace, WORKSPACE, read_only=False),
+            Mount(skills, SKILLS, read_only=True),
+            Mount(channel_dir, CONTAINER_DIR, read_only=True),
+        ),
+        labels=dict(labels),
+        memory_bytes=limits.memory_mb * MiB,
+        cpus=limits.cpus,
+        pids=limits.pids,
+        nofile=limits.nofile,
+        fsize_bytes=limits.max_file_mb * MiB,
+        tmp_bytes=limits.tmp_mb * MiB,
+        tmp_inodes=16384,
+        seccomp_profile=seccomp_profile(),
+        network="none",
+        runtime=runtime,
+    )
+
+
+def labels_for(
+    controller: str, owner: str, session: str, exec_id: str, max_age_s: float,
+    now: float | None = None,
+) -> dict[str, str]:
+    """Labels that let any later controller or `sandbox gc` find and judge a container."""
+    deadline = int((time.time() if now is None else now) + max_age_s)
+    return {
+        LABEL_MANAGED: "1",
+        LABEL_CONTROLLER: controller,
+        LABEL_OWNER: owner,
+        LABEL_SESSION: session,
+        LABEL_EXEC: exec_id,
+        LABEL_DEADLINE: str(deadline),
+    }

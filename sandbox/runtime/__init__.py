@@ -1,0 +1,1 @@
+"""What runs inside the box. Stdlib only; copied into the image; never imports the rest of sandbox."""

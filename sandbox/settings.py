@@ -1,0 +1,42 @@
+"""Deployment settings, read once at the edge (CLI, app factory) and passed down."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from sandbox.models import Limits, validate_id
+
+
+class Settings(BaseSettings):
+    """`SANDBOX_*` environment variables or a `.env` file; nested limits as `SANDBOX_LIMITS__TIMEOUT_S`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SANDBOX_", env_file=".env", env_nested_delimiter="__", extra="ignore"
+    )
+
+    data_dir: Path = Path("/var/lib/sandbox")
+    """Workspaces, skills and per-run sockets live here, one folder each, never shared."""
+    controller_id: str = "default"
+    """Labels every container this controller makes; leftovers with it are reaped at start."""
+    image: str | None = None
+    """Sandbox image to run; None builds (once) and uses the image of this version's runtime."""
+    base_image: str = "python:3.11-slim"
+    """Base for the sandbox image; when it cannot be pulled, one is bootstrapped from Debian."""
+    docker_host: str | None = None
+    """Engine address; None uses the standard DOCKER_HOST resolution of the docker SDK."""
+    runtime: Literal["runc", "runsc"] = "runc"
+    warm: bool = True
+    """Keep the next container of each session started and waiting for its code."""
+    workspace_backing: Literal["auto", "tmpfs", "directory"] = "auto"
+    """'tmpfs' gives a hard quota (needs root); 'directory' has no hard quota; 'auto' picks."""
+    start_timeout_s: float = Field(20.0, gt=0)
+    limits: Limits = Limits()
+
+    @field_validator("controller_id")
+    @classmethod
+    def _check_controller_id(cls, value: str) -> str:
+        return validate_id(value, "controller_id")
