@@ -10,12 +10,15 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from sandbox.backends.base import LABEL_MANAGED, Backend
+from sandbox.backends.base import Backend
 from sandbox.exceptions import ImageBuildError
 
 logger = logging.getLogger(__name__)
 
 BOOTSTRAP_TAG = "sbx-base:bookworm"
+# Not sbx.managed: containers inherit their image's labels, and a container someone else
+# makes from our image must never look like one of ours.
+IMAGE_LABEL = "sbx.image"
 _RUNTIME = Path(__file__).parent / "runtime" / "sbxrt.py"
 
 
@@ -27,7 +30,7 @@ def images_dir() -> Path:
 
 def image_tag() -> str:
     """A tag that changes whenever the Dockerfile or the runtime changes, so stale images are never run."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"{IMAGE_LABEL}=1".encode())
     for path in (images_dir() / "Dockerfile.sandbox", _RUNTIME):
         digest.update(path.read_bytes())
     return f"sbx-sandbox:{digest.hexdigest()[:12]}"
@@ -58,7 +61,7 @@ def ensure_image(
         shutil.copy(_RUNTIME, context / "sbxrt.py")
         say(f"building {tag} from {base}")
         backend.build_image(
-            context, "Dockerfile.sandbox", tag, {"BASE_IMAGE": base}, {LABEL_MANAGED: "1"}, say
+            context, "Dockerfile.sandbox", tag, {"BASE_IMAGE": base}, {IMAGE_LABEL: "1"}, say
         )
     return tag
 

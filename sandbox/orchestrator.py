@@ -18,6 +18,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -28,6 +29,7 @@ from sandbox.backends.base import (
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
     LABEL_MANAGED,
+    LABEL_SESSION,
     Backend,
     ContainerRef,
 )
@@ -160,15 +162,11 @@ class Orchestrator:
         live = {s.id for s in self.sessions()}
         removed = 0
         for c in self.backend.list_managed({LABEL_MANAGED: "1"}):
-            try:
-                expired = int(c.labels.get(LABEL_DEADLINE, "0")) < now
-            except ValueError:
-                expired = True
             ours_orphaned = (
                 c.labels.get(LABEL_CONTROLLER) == self.settings.controller_id
-                and c.labels.get("sbx.session") not in live
+                and c.labels.get(LABEL_SESSION) not in live
             )
-            if expired or ours_orphaned:
+            if ours_orphaned or _expired(c.labels, now):
                 self.backend.remove(c.ref)
                 removed += 1
         return removed
@@ -480,6 +478,27 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def collect_garbage(settings: Settings, backend: Backend | None = None) -> int:
+    """Remove containers past their deadline label without taking over the data directory."""
+    if backend is None:
+        from sandbox.backends.docker import DockerBackend, DockerBackendConfig
+
+        backend = DockerBackend(DockerBackendConfig(base_url=settings.docker_host))
+    now = time.time()
+    expired = [c for c in backend.list_managed({LABEL_MANAGED: "1"}) if _expired(c.labels, now)]
+    for c in expired:
+        backend.remove(c.ref)
+    return len(expired)
+
+
+def _expired(labels: Mapping[str, str], now: float) -> bool:
+    """Past its deadline label. No deadline, or one we cannot read, is never expired."""
+    try:
+        return int(labels[LABEL_DEADLINE]) < now
+    except (KeyError, ValueError):
+        return False
 
 
 def _lock_data_dir(data_dir: Path) -> IO[bytes]:
