@@ -18,6 +18,7 @@ import socket
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from sandbox.exceptions import ContainerStartError
 
@@ -119,8 +120,8 @@ class RunChannel:
         Each stream keeps at most `cap` bytes; the rest is read and dropped, so a flood costs
         the host no memory and the code keeps running as it would have.
         """
-        assert self._ctl is not None and self._out is not None and self._err is not None
-        bufs = {self._out: bytearray(), self._err: bytearray()}
+        ctl, out, err = self._streams()
+        bufs = {out: bytearray(), err: bytearray()}
         truncated = False
         scratch = bytearray(_CHUNK)
         view = memoryview(scratch)
@@ -129,7 +130,7 @@ class RunChannel:
         ctl_open = True
         timed_out = False
         with selectors.DefaultSelector() as sel:
-            for sock in (self._ctl, self._out, self._err):
+            for sock in (ctl, out, err):
                 sel.register(sock, selectors.EVENT_READ)
             while True:
                 remaining = deadline - time.monotonic()
@@ -139,15 +140,14 @@ class RunChannel:
                 if not sel.get_map():
                     break
                 for key, _ in sel.select(remaining):
-                    sock = key.fileobj
-                    assert isinstance(sock, socket.socket)
+                    sock = cast(socket.socket, key.fileobj)
                     try:
                         n = sock.recv_into(scratch)
                     except BlockingIOError:
                         continue
                     except OSError:
                         n = 0
-                    if sock is self._ctl:
+                    if sock is ctl:
                         if n == 0:
                             sel.unregister(sock)
                             ctl_open = False
@@ -168,8 +168,8 @@ class RunChannel:
                 if not ctl_open and len(sel.get_map()) == 0:
                     break
         return Collected(
-            stdout=bytes(bufs[self._out]),
-            stderr=bytes(bufs[self._err]),
+            stdout=bytes(bufs[out]),
+            stderr=bytes(bufs[err]),
             exit_code=exit_code,
             timed_out=timed_out,
             truncated=truncated,
@@ -177,10 +177,15 @@ class RunChannel:
 
     def drain_after_kill(self, cap: int, stdout: bytes, stderr: bytes) -> tuple[bytes, bytes, bool]:
         """Pick up output still queued after the container was killed."""
-        assert self._out is not None and self._err is not None
-        bufs = {self._out: bytearray(stdout), self._err: bytearray(stderr)}
+        _, out, err = self._streams()
+        bufs = {out: bytearray(stdout), err: bytearray(stderr)}
         truncated = self._drain(bufs, bytearray(_CHUNK), cap)
-        return bytes(bufs[self._out]), bytes(bufs[self._err]), truncated
+        return bytes(bufs[out]), bytes(bufs[err]), truncated
+
+    def _streams(self) -> tuple[socket.socket, socket.socket, socket.socket]:
+        if self._ctl is None or self._out is None or self._err is None:
+            raise ContainerStartError("channel is not connected")
+        return self._ctl, self._out, self._err
 
     def _drain(self, bufs: dict[socket.socket, bytearray], scratch: bytearray, cap: int) -> bool:
         truncated = False

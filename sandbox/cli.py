@@ -43,7 +43,9 @@ def run(
     if result.timed_out:
         typer.secho("sandbox: run timed out", fg=typer.colors.YELLOW, err=True)
     if result.oom_killed:
-        typer.secho("sandbox: run was killed for using too much memory", fg=typer.colors.YELLOW, err=True)
+        typer.secho(
+            "sandbox: run was killed for using too much memory", fg=typer.colors.YELLOW, err=True
+        )
     if result.output_truncated:
         typer.secho("sandbox: output was truncated", fg=typer.colors.YELLOW, err=True)
     raise typer.Exit(result.exit_code if 0 <= result.exit_code <= 255 else 1)
@@ -58,7 +60,9 @@ def gc() -> None:
     try:
         with Orchestrator(settings) as orc:
             removed = orc.gc()
-        typer.echo(f"removed leftovers of controller {settings.controller_id!r}; {removed} more expired")
+        typer.echo(
+            f"removed leftovers of controller {settings.controller_id!r}; {removed} more expired"
+        )
     except ControllerBusyError:
         # A live controller owns the data dir: only what is past its deadline may go.
         typer.echo(f"removed {collect_garbage(settings)} expired containers")

@@ -16,6 +16,7 @@ import secrets
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Literal
 
 from sandbox.exceptions import (
     FileTypeError,
@@ -24,6 +25,8 @@ from sandbox.exceptions import (
     UnsafePathError,
 )
 from sandbox.models import FileEntry
+
+Kind = Literal["file", "dir", "symlink", "other"]
 
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
@@ -83,7 +86,9 @@ class SafeDir:
                         os.fchown(nxt, *self._owner)
                 except OSError as exc:
                     if exc.errno in (errno.ELOOP, errno.ENOTDIR):
-                        raise FileTypeError(f"{part!r} is not a folder (links are not followed)") from None
+                        raise FileTypeError(
+                            f"{part!r} is not a folder (links are not followed)"
+                        ) from None
                     raise
                 os.close(fd)
                 fd = nxt
@@ -138,13 +143,17 @@ class SafeDir:
             raise QuotaExceededError(f"file is larger than {max_bytes} bytes")
         with self._dir_fd(parts[:-1], create=True) as dfd:
             tmp = _TMP_PREFIX + secrets.token_hex(8)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o644, dir_fd=dfd)
+            fd = os.open(
+                tmp,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o644,
+                dir_fd=dfd,
+            )
             try:
                 try:
                     view = memoryview(data)
                     while view:
-                        view = view[os.write(fd, view):]
+                        view = view[os.write(fd, view) :]
                     if self._owner:
                         os.fchown(fd, *self._owner)
                 finally:
@@ -159,7 +168,11 @@ class SafeDir:
             except BaseException as exc:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp, dir_fd=dfd)
-                if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                if isinstance(exc, OSError) and exc.errno in (
+                    errno.ENOSPC,
+                    errno.EDQUOT,
+                    errno.EFBIG,
+                ):
                     raise QuotaExceededError(f"no room for {path!r:.200}: quota reached") from None
                 raise
 
@@ -178,7 +191,7 @@ class SafeDir:
             except IsADirectoryError:
                 raise FileTypeError(f"{path!r:.200} is a folder") from None
 
-    def list(self, path: str = "", max_entries: int = 10_000) -> list[FileEntry]:
+    def listing(self, path: str = "", max_entries: int = 10_000) -> list[FileEntry]:
         """List everything under `path` (recursively), links reported as links and not followed."""
         parts = split_path(path) if path else []
         entries: list[FileEntry] = []
@@ -201,8 +214,15 @@ class SafeDir:
             shown = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
             rel = f"{prefix}/{shown}" if prefix else shown
             mode = st.st_mode
-            kind = ("dir" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode)
-                    else "symlink" if stat.S_ISLNK(mode) else "other")
+            kind = (
+                "dir"
+                if stat.S_ISDIR(mode)
+                else "file"
+                if stat.S_ISREG(mode)
+                else "symlink"
+                if stat.S_ISLNK(mode)
+                else "other"
+            )
             out.append(FileEntry(path=rel, kind=kind, size=st.st_size, mtime=st.st_mtime))
             if kind == "dir" and depth < MAX_DEPTH:
                 try:

@@ -37,7 +37,9 @@ def image_tag() -> str:
 
 
 def ensure_image(
-    backend: Backend, base_image: str, progress: Callable[[str], None] | None = None,
+    backend: Backend,
+    base_image: str,
+    progress: Callable[[str], None] | None = None,
     force: bool = False,
 ) -> str:
     """Return the sandbox image tag, building it first if the engine does not have it.

@@ -16,9 +16,9 @@ import re
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -192,7 +192,9 @@ class Orchestrator:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()
@@ -300,12 +302,19 @@ class Session:
         exec_id = secrets.token_hex(16)
         channel = RunChannel(orc._storage.runs, SANDBOX_UID, SANDBOX_GID)
         labels = policy.labels_for(
-            orc.settings.controller_id, self.owner, self.id, exec_id,
+            orc.settings.controller_id,
+            self.owner,
+            self.id,
+            exec_id,
             _MAX_IDLE_S + self.limits.timeout_s,
         )
         spec = policy.launch_spec(
-            image=orc.image, limits=self.limits, runtime=orc.settings.runtime,
-            workspace=self._workspace, skills=self._skills, channel_dir=channel.dir,
+            image=orc.image,
+            limits=self.limits,
+            runtime=orc.settings.runtime,
+            workspace=self._workspace,
+            skills=self._skills,
+            channel_dir=channel.dir,
             labels=labels,
         )
         ref: ContainerRef | None = None
@@ -413,7 +422,7 @@ class Session:
     def list_files(self, path: str = "") -> list[FileEntry]:
         """List /workspace (or a folder in it) recursively, without following links."""
         self._ensure_open()
-        return self._files.list(path)
+        return self._files.listing(path)
 
     def delete_file(self, path: str) -> None:
         self._ensure_open()
@@ -437,7 +446,7 @@ class Session:
 
     def list_skills(self) -> list[FileEntry]:
         self._ensure_open()
-        return self._skill_files.list()
+        return self._skill_files.listing()
 
     def delete_skill(self, path: str) -> None:
         self._ensure_open()
@@ -462,10 +471,9 @@ class Session:
         with self._run_lock:
             pending, self._next = self._next, None
             if pending is not None:
-                try:
+                # If it never came up, its labels let the reaper find any remains.
+                with contextlib.suppress(SandboxError, FutureTimeout):
                     self._discard(pending.result(timeout=self._orc.settings.start_timeout_s))
-                except (SandboxError, FutureTimeout):
-                    pass  # it never came up; its labels let the reaper find any remains
             self.settle()
             self._orc._storage.remove_workspace(self._workspace)
         self._orc._forget(self)
@@ -474,7 +482,9 @@ class Session:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.close()

@@ -65,7 +65,11 @@ def launch_spec(
 
 
 def labels_for(
-    controller: str, owner: str, session: str, exec_id: str, max_age_s: float,
+    controller: str,
+    owner: str,
+    session: str,
+    exec_id: str,
+    max_age_s: float,
     now: float | None = None,
 ) -> dict[str, str]:
     """Labels that let any later controller or `sandbox gc` find and judge a container."""

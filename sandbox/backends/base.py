@@ -105,8 +105,13 @@ class Backend(Protocol):
         """Try to pull an image; False (not an error) when no registry can be reached."""
 
     def build_image(
-        self, context: Path, dockerfile: str, tag: str, buildargs: Mapping[str, str],
-        labels: Mapping[str, str], progress: Callable[[str], None],
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        labels: Mapping[str, str],
+        progress: Callable[[str], None],
     ) -> None:
         """Build an image from a folder. Raises ImageBuildError."""
 

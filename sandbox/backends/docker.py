@@ -7,7 +7,6 @@ remove), with none of the extra inspects the high-level models do.
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -72,14 +71,18 @@ class DockerBackend:
         with map_docker_errors("connect"):
             if self.config.base_url:
                 self._api = docker.APIClient(
-                    base_url=self.config.base_url, version="auto",
-                    timeout=int(self.config.timeout_s), max_pool_size=self.config.pool_size,
+                    base_url=self.config.base_url,
+                    version="auto",
+                    timeout=int(self.config.timeout_s),
+                    max_pool_size=self.config.pool_size,
                 )
             else:
                 kwargs = docker.utils.kwargs_from_env()
                 self._api = docker.APIClient(
-                    version="auto", timeout=int(self.config.timeout_s),
-                    max_pool_size=self.config.pool_size, **kwargs,
+                    version="auto",
+                    timeout=int(self.config.timeout_s),
+                    max_pool_size=self.config.pool_size,
+                    **kwargs,
                 )
 
     def ping(self) -> None:
@@ -107,8 +110,9 @@ class DockerBackend:
                 docker.types.Ulimit(name="fsize", soft=spec.fsize_bytes, hard=spec.fsize_bytes),
             ],
             tmpfs={
-                "/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmp_bytes},"
-                        f"nr_inodes={spec.tmp_inodes},mode=1777"
+                # The container's own /tmp: a size-capped tmpfs, not a host path.
+                "/tmp": f"rw,nosuid,nodev,noexec,size={spec.tmp_bytes},"  # noqa: S108
+                f"nr_inodes={spec.tmp_inodes},mode=1777"
             },
             init=True,
             ipc_mode="private",
@@ -160,7 +164,9 @@ class DockerBackend:
             with map_docker_errors("wait for container"):
                 self._api.wait(ref.id, timeout=max(timeout, 0.001))
         except BackendUnavailableError as exc:
-            if isinstance(exc.__cause__, requests.exceptions.ReadTimeout | requests.exceptions.ConnectionError):
+            if isinstance(
+                exc.__cause__, requests.exceptions.ReadTimeout | requests.exceptions.ConnectionError
+            ):
                 return None
             raise
         with map_docker_errors("inspect container"):
@@ -203,14 +209,26 @@ class DockerBackend:
         return True
 
     def build_image(
-        self, context: Path, dockerfile: str, tag: str, buildargs: Mapping[str, str],
-        labels: Mapping[str, str], progress: Callable[[str], None],
+        self,
+        context: Path,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        labels: Mapping[str, str],
+        progress: Callable[[str], None],
     ) -> None:
         try:
             with map_docker_errors("build image"):
                 for chunk in self._api.build(
-                    path=str(context), dockerfile=dockerfile, tag=tag, buildargs=dict(buildargs),
-                    labels=dict(labels), rm=True, forcerm=True, pull=False, decode=True,
+                    path=str(context),
+                    dockerfile=dockerfile,
+                    tag=tag,
+                    buildargs=dict(buildargs),
+                    labels=dict(labels),
+                    rm=True,
+                    forcerm=True,
+                    pull=False,
+                    decode=True,
                 ):
                     if "error" in chunk:
                         raise ImageBuildError(str(chunk["error"]).strip())
@@ -221,5 +239,3 @@ class DockerBackend:
 
     def close(self) -> None:
         self._api.close()
-
-

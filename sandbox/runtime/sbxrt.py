@@ -19,15 +19,15 @@ SOCKET_PATH = os.environ.get("SBX_SOCKET", "/run/sbx/sbx.sock")
 MAX_HEADER = 128
 
 
-def _dial(tag):
+def _dial(tag: bytes) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(SOCKET_PATH)
     sock.sendall(tag)
     return sock
 
 
-def _read_exact(sock, n):
-    chunks = []
+def _read_exact(sock: socket.socket, n: int) -> bytes:
+    chunks: list[bytes] = []
     while n > 0:
         chunk = sock.recv(min(n, 1 << 20))
         if not chunk:
@@ -37,7 +37,7 @@ def _read_exact(sock, n):
     return b"".join(chunks)
 
 
-def _read_request(ctl):
+def _read_request(ctl: socket.socket) -> tuple[str, dict[str, str], str]:
     header = b""
     while not header.endswith(b"\n"):
         byte = ctl.recv(1)
@@ -54,7 +54,7 @@ def _read_request(ctl):
     return code, env, cwd
 
 
-def _exit_code(exc):
+def _exit_code(exc: SystemExit) -> int:
     code = exc.code
     if code is None:
         return 0
@@ -64,7 +64,7 @@ def _exit_code(exc):
     return 1
 
 
-def _run(code, env, cwd):
+def _run(code: str, env: dict[str, str], cwd: str) -> int:
     import types
 
     os.environ.update(env)
@@ -83,11 +83,12 @@ def _run(code, env, cwd):
         import traceback
 
         # Skip this module's own frame: the user sees only their code.
-        traceback.print_exception(type(exc), exc, exc.__traceback__.tb_next)
+        tb = exc.__traceback__
+        traceback.print_exception(type(exc), exc, tb.tb_next if tb else None)
         return 1
 
 
-def main():
+def main() -> None:
     ctl = _dial(b"C")
     out = _dial(b"O")
     err = _dial(b"E")
@@ -96,11 +97,11 @@ def main():
     os.dup2(err.fileno(), 2)
     out.close()
     err.close()
-    sys.stdout.reconfigure(line_buffering=True)
-    sys.stderr.reconfigure(line_buffering=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper here
+    sys.stderr.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # a TextIOWrapper here
     rc = _run(code, env, cwd)
     for stream in (sys.stdout, sys.stderr):
-        try:
+        try:  # noqa: SIM105 - contextlib would be one more import on the start path
             stream.flush()
         except (OSError, ValueError):
             pass

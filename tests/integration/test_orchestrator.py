@@ -50,7 +50,9 @@ def test_every_run_gets_a_new_container(session: Session) -> None:
 
 def test_workspace_files_persist_between_runs_and_reach_the_host(session: Session) -> None:
     session.upload("data/in.csv", b"a,b\n1,2\n")
-    r = session.run("rows = open('data/in.csv').read().splitlines(); open('out.txt', 'w').write(str(len(rows)))")
+    r = session.run(
+        "rows = open('data/in.csv').read().splitlines(); open('out.txt', 'w').write(str(len(rows)))"
+    )
     assert r.exit_code == 0
     assert session.download("out.txt") == b"2"
     assert {e.path for e in session.list_files()} >= {"data", "data/in.csv", "out.txt"}
@@ -141,7 +143,11 @@ def test_container_posture_seen_from_the_host(session: Session, backend: DockerB
     assert hc["NanoCpus"] == 10**9 and hc["Init"] is True
     assert hc["LogConfig"]["Type"] == "none" and not hc["Devices"]
     assert {u["Name"] for u in hc["Ulimits"]} == {"nofile", "core", "fsize"}
-    assert sorted(b.split(":", 1)[1] for b in hc["Binds"]) == ["/run/sbx:ro", "/skills:ro", "/workspace:rw"]
+    assert sorted(b.split(":", 1)[1] for b in hc["Binds"]) == [
+        "/run/sbx:ro",
+        "/skills:ro",
+        "/workspace:rw",
+    ]
     assert "/tmp" in hc["Tmpfs"] and "noexec" in hc["Tmpfs"]["/tmp"]
     assert info["Config"]["User"] == "1000:1000" and info["Config"]["Hostname"] == "sandbox"
     assert not any("docker.sock" in b for b in hc["Binds"])
@@ -165,7 +171,9 @@ def test_a_sigkilled_controller_leaves_leftovers_the_next_start_removes(
         print(s.id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     sid = proc.stdout.strip()
     left = backend.list_managed({LABEL_MANAGED: "1", LABEL_SESSION: sid})
@@ -182,7 +190,8 @@ def test_gc_removes_expired_containers_and_never_touches_unlabelled_ones(
     api = docker.APIClient()
     decoy = api.create_container(orc.image, command=["true"], labels={"not.ours": "1"})["Id"]
     expired = api.create_container(
-        orc.image, command=["true"],
+        orc.image,
+        command=["true"],
         labels={"sbx.managed": "1", "sbx.controller": "someone-else", "sbx.deadline": "1"},
     )["Id"]
     try:
@@ -205,9 +214,19 @@ def test_cli_run_prints_output_and_exits_with_the_code(tmp_path, make_settings) 
     settings = make_settings()
     script = tmp_path / "job.py"
     script.write_text("import sys; print('from file'); sys.exit(5)")
-    env = {**os.environ, "SANDBOX_DATA_DIR": str(settings.data_dir),
-           "SANDBOX_CONTROLLER_ID": settings.controller_id, "SANDBOX_IMAGE": settings.image or ""}
-    proc = subprocess.run(["sandbox", "run", str(script)], capture_output=True, text=True,
-                          env=env, timeout=120, check=False)
+    env = {
+        **os.environ,
+        "SANDBOX_DATA_DIR": str(settings.data_dir),
+        "SANDBOX_CONTROLLER_ID": settings.controller_id,
+        "SANDBOX_IMAGE": settings.image or "",
+    }
+    proc = subprocess.run(
+        ["sandbox", "run", str(script)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout == "from file\n"

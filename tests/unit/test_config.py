@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -38,7 +39,9 @@ def test_limits_refuse_nonsense() -> None:
         Limits(unknown=1)  # type: ignore[call-arg]
 
 
-def test_settings_read_the_sandbox_prefix_and_nested_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_read_the_sandbox_prefix_and_nested_limits(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("SANDBOX_CONTROLLER_ID", "ctl-1")
     monkeypatch.setenv("SANDBOX_LIMITS__TIMEOUT_S", "5")
     s = Settings(_env_file=None)  # type: ignore[call-arg]
@@ -66,10 +69,19 @@ def test_committed_seccomp_profile_matches_its_generator() -> None:
 def test_seccomp_profile_denies_by_default_and_never_allows_the_dangerous_calls() -> None:
     profile = json.loads((IMAGES / "seccomp.json").read_text())
     assert profile["defaultAction"] == "SCMP_ACT_ERRNO"
-    allowed = {n for r in profile["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]}
+    allowed = {
+        n for r in profile["syscalls"] if r["action"] == "SCMP_ACT_ALLOW" for n in r["names"]
+    }
     for name in _generator().DENIED:
         assert name not in allowed, name
     assert not {n for n in allowed if n.startswith("io_uring")}
+
+
+def test_every_allowed_name_looks_like_a_syscall() -> None:
+    profile = json.loads((IMAGES / "seccomp.json").read_text())
+    names = [n for r in profile["syscalls"] for n in r["names"]]
+    assert all(re.fullmatch(r"_?[a-z][a-z0-9_]*", n) for n in names), names
+    assert {"read", "write", "execve", "clone", "socket"} <= set(names)
 
 
 def test_socket_families_are_allowed_one_rule_each() -> None:
@@ -82,11 +94,18 @@ def test_socket_families_are_allowed_one_rule_each() -> None:
 
 def test_launch_spec_mounts_only_workspace_skills_and_the_run_socket(tmp_path: Path) -> None:
     spec = policy.launch_spec(
-        image="img", limits=Limits(), runtime="runc", workspace=tmp_path / "w",
-        skills=tmp_path / "s", channel_dir=tmp_path / "c", labels={"a": "b"},
+        image="img",
+        limits=Limits(),
+        runtime="runc",
+        workspace=tmp_path / "w",
+        skills=tmp_path / "s",
+        channel_dir=tmp_path / "c",
+        labels={"a": "b"},
     )
     assert [(m.target, m.read_only) for m in spec.mounts] == [
-        ("/workspace", False), ("/skills", True), ("/run/sbx", True)
+        ("/workspace", False),
+        ("/skills", True),
+        ("/run/sbx", True),
     ]
     assert spec.user == "1000:1000" and spec.network == "none"
     assert spec.memory_bytes == 512 * 1024 * 1024 and spec.pids == 128
@@ -96,8 +115,12 @@ def test_launch_spec_mounts_only_workspace_skills_and_the_run_socket(tmp_path: P
 def test_labels_carry_controller_owner_session_exec_and_a_deadline() -> None:
     labels = policy.labels_for("c", "o", "s", "e", 60, now=1000)
     assert labels == {
-        "sbx.managed": "1", "sbx.controller": "c", "sbx.owner": "o", "sbx.session": "s",
-        "sbx.exec": "e", "sbx.deadline": "1060",
+        "sbx.managed": "1",
+        "sbx.controller": "c",
+        "sbx.owner": "o",
+        "sbx.session": "s",
+        "sbx.exec": "e",
+        "sbx.deadline": "1060",
     }
 
 

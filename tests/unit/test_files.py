@@ -13,8 +13,20 @@ from sandbox.files import SafeDir, split_path
 
 @pytest.mark.parametrize(
     "bad",
-    ["", "/etc/passwd", "../x", "a/../../b", "a/..", "a\x00.txt", "x" * 256, "a/" * 65 + "b",
-     "/" + "a" * 10, "." , "./", "a/" * 2100],
+    [
+        "",
+        "/etc/passwd",
+        "../x",
+        "a/../../b",
+        "a/..",
+        "a\x00.txt",
+        "x" * 256,
+        "a/" * 65 + "b",
+        "/" + "a" * 10,
+        ".",
+        "./",
+        "a/" * 2100,
+    ],
 )
 def test_unsafe_paths_are_rejected(bad: str) -> None:
     with pytest.raises(UnsafePathError):
@@ -98,7 +110,7 @@ def test_write_creates_parents_and_leaves_no_temp_files(tmp_path: Path) -> None:
     d = SafeDir(tmp_path)
     d.write("a/b/c.txt", b"hello", 100)
     assert (tmp_path / "a" / "b" / "c.txt").read_bytes() == b"hello"
-    assert [e.path for e in d.list()] == ["a", "a/b", "a/b/c.txt"]
+    assert [e.path for e in d.listing()] == ["a", "a/b", "a/b/c.txt"]
 
 
 def test_listing_reports_links_as_links_and_escapes_odd_names(tmp_path: Path) -> None:
@@ -106,7 +118,7 @@ def test_listing_reports_links_as_links_and_escapes_odd_names(tmp_path: Path) ->
     bad = os.fsencode(tmp_path) + b"/bad\xffname\n"
     with open(bad, "wb") as fh:
         fh.write(b"1")
-    entries = {e.path: e for e in SafeDir(tmp_path).list()}
+    entries = {e.path: e for e in SafeDir(tmp_path).listing()}
     assert entries["link"].kind == "symlink"
     assert "bad\\xffname\n" in entries
     assert all(not p.startswith("link/") for p in entries)  # never walked into
