@@ -230,3 +230,56 @@ def test_cli_run_prints_output_and_exits_with_the_code(tmp_path, make_settings) 
     )
     assert proc.returncode == 5, proc.stderr
     assert proc.stdout == "from file\n"
+
+
+def test_a_container_removed_mid_run_ends_the_run_at_once(
+    session: Session, backend: DockerBackend
+) -> None:
+    import threading
+    import time
+
+    assert session.ready()
+    (cid,) = containers_of(backend, session)
+    killer = threading.Timer(1.0, lambda: docker.APIClient().remove_container(cid, force=True))
+    killer.start()
+    start = time.monotonic()
+    r = session.run("import time\nprint('working', flush=True)\ntime.sleep(25)", timeout=28)
+    killer.join()
+    assert time.monotonic() - start < 15
+    assert not r.ok and not r.timed_out
+    assert r.error == "container_lost" or r.exit_code == 137
+    assert r.stdout == "working\n"
+    assert session.run("print('next run fine')").stdout == "next run fine\n"
+
+
+def test_no_engine_is_a_typed_error() -> None:
+    from sandbox import BackendUnavailableError
+    from sandbox.backends.docker import DockerBackendConfig
+
+    with pytest.raises(BackendUnavailableError):
+        DockerBackend(DockerBackendConfig(base_url="unix:///nonexistent/docker.sock")).ping()
+
+
+def test_sandbox_gc_beside_a_live_controller_removes_only_expired_containers(
+    orc: Orchestrator, session: Session, backend: DockerBackend
+) -> None:
+    api = docker.APIClient()
+    expired = api.create_container(
+        orc.image,
+        command=["true"],
+        labels={"sbx.managed": "1", "sbx.controller": "gone", "sbx.deadline": "1"},
+    )["Id"]
+    assert session.ready()
+    env = {
+        **os.environ,
+        "SANDBOX_DATA_DIR": str(orc.settings.data_dir),
+        "SANDBOX_CONTROLLER_ID": orc.settings.controller_id,
+    }
+    proc = subprocess.run(
+        ["sandbox", "gc"], capture_output=True, text=True, env=env, timeout=60, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "expired" in proc.stdout
+    with pytest.raises(docker.errors.NotFound):
+        api.inspect_container(expired)
+    assert containers_of(backend, session), "the live session's warm container must survive"
