@@ -9,13 +9,16 @@ the container is bounded here: header sizes, output bytes per stream, and time.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import secrets
 import selectors
 import shutil
 import socket
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -26,8 +29,14 @@ SOCKET_NAME = "sbx.sock"
 CONTAINER_DIR = "/run/sbx"
 _TAGS = {b"C": "ctl", b"O": "out", b"E": "err"}
 _EXIT_LINE = re.compile(rb"EXIT (-?\d{1,4})\n")
-_MAX_EXIT_LINE = 16
+_CALL_LINE = re.compile(rb"CALL (\d{1,9})\n")
+_MAX_LINE = 24
 _CHUNK = 64 * 1024
+_MAX_OUTBOX = 8 * 1024 * 1024
+
+CallHandler = Callable[[bytes, Callable[[bytes], None]], None]
+"""Takes a call frame's body and a reply function; must not block (replies may come later,
+from any thread)."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +70,14 @@ class RunChannel:
         self._ctl: socket.socket | None = None
         self._out: socket.socket | None = None
         self._err: socket.socket | None = None
+        # Replies to tool calls are queued here and written by the collect loop, never by the
+        # thread that produced them: sandbox code that stops reading cannot block anyone else.
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._outbox = bytearray()
+        self._outbox_lock = threading.Lock()
+        self._closed = False
 
     def accept_runtime(self, deadline: float) -> None:
         """Wait for the runtime's three connections, then close the door behind them.
@@ -93,7 +110,7 @@ class RunChannel:
         for conn in conns.values():
             conn.setblocking(False)
 
-    def deliver(self, code: str, env: dict[str, str], cwd: str) -> None:
+    def deliver(self, code: str, env: dict[str, str], cwd: str, token: str = "") -> None:
         """Hand the runtime its code.
 
         Raises:
@@ -104,7 +121,14 @@ class RunChannel:
         code_b = code.encode("utf-8")
         env_b = "\0".join(f"{k}={v}" for k, v in env.items()).encode("utf-8")
         cwd_b = cwd.encode("utf-8")
-        frame = b"RUN %d %d %d\n" % (len(code_b), len(env_b), len(cwd_b)) + code_b + env_b + cwd_b
+        tok_b = token.encode("ascii")
+        frame = (
+            b"RUN %d %d %d %d\n" % (len(code_b), len(env_b), len(cwd_b), len(tok_b))
+            + code_b
+            + env_b
+            + cwd_b
+            + tok_b
+        )
         self._ctl.setblocking(True)
         self._ctl.settimeout(5.0)
         try:
@@ -114,33 +138,42 @@ class RunChannel:
         finally:
             self._ctl.setblocking(False)
 
-    def collect(self, deadline: float, cap: int) -> Collected:
-        """Read output until the runtime reports an exit, the container dies or the deadline passes.
+    def collect(
+        self, deadline: float, cap: int, on_call: CallHandler, max_call_bytes: int = 256 * 1024
+    ) -> Collected:
+        """Read output and serve tool calls until the runtime reports an exit, the container
+        dies or the deadline passes.
 
         Each stream keeps at most `cap` bytes; the rest is read and dropped, so a flood costs
-        the host no memory and the code keeps running as it would have.
+        the host no memory and the code keeps running as it would have. A malformed or
+        oversized control frame closes the control stream (the run can then only end by
+        exiting or by the deadline).
         """
         ctl, out, err = self._streams()
         bufs = {out: bytearray(), err: bytearray()}
         truncated = False
         scratch = bytearray(_CHUNK)
         view = memoryview(scratch)
-        ctl_buf = bytearray()
+        parser = _ControlParser(max_call_bytes)
         exit_code: int | None = None
         ctl_open = True
         timed_out = False
         with selectors.DefaultSelector() as sel:
-            for sock in (ctl, out, err):
+            for sock in (ctl, out, err, self._wake_r):
                 sel.register(sock, selectors.EVENT_READ)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     timed_out = True
                     break
-                if not sel.get_map():
-                    break
-                for key, _ in sel.select(remaining):
+                for key, events in sel.select(remaining):
                     sock = cast(socket.socket, key.fileobj)
+                    if sock is self._wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            sock.recv(4096)
+                        continue
+                    if not events & selectors.EVENT_READ:
+                        continue  # ctl is writable: the outbox is flushed below
                     try:
                         n = sock.recv_into(scratch)
                     except BlockingIOError:
@@ -148,24 +181,31 @@ class RunChannel:
                     except OSError:
                         n = 0
                     if sock is ctl:
-                        if n == 0:
+                        frames = parser.feed(view[:n]) if n else None
+                        if frames is None:
+                            # Closed or malformed: hang up, so the runtime cannot wait on us.
                             sel.unregister(sock)
+                            with contextlib.suppress(OSError):
+                                sock.shutdown(socket.SHUT_RDWR)
                             ctl_open = False
                             continue
-                        ctl_buf += view[:n]
-                        exit_code, ctl_open = _parse_exit(ctl_buf)
-                        if not ctl_open:
-                            sel.unregister(sock)
+                        for kind, value in frames:
+                            if kind == "exit":
+                                exit_code = int(value)
+                            else:
+                                on_call(bytes(value), self.post)
                         continue
                     if n == 0:
                         sel.unregister(sock)
                         continue
                     truncated |= _keep(bufs[sock], view[:n], cap)
+                if ctl_open:
+                    self._flush(ctl, sel)
                 if exit_code is not None:
                     # Output written before the exit report is already in our receive queues.
                     truncated |= self._drain(bufs, scratch, cap)
                     break
-                if not ctl_open and len(sel.get_map()) == 0:
+                if not ctl_open and set(sel.get_map()) <= {self._wake_r.fileno()}:
                     break
         return Collected(
             stdout=bytes(bufs[out]),
@@ -174,6 +214,30 @@ class RunChannel:
             timed_out=timed_out,
             truncated=truncated,
         )
+
+    def post(self, frame: bytes) -> None:
+        """Queue a reply for the runtime; callable from any thread, never blocks."""
+        with self._outbox_lock:
+            if self._closed or len(self._outbox) + len(frame) > _MAX_OUTBOX:
+                return  # the run is over, or its code stopped reading replies
+            self._outbox += frame
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"!")
+
+    def _flush(self, ctl: socket.socket, sel: selectors.BaseSelector) -> None:
+        with self._outbox_lock:
+            if self._outbox:
+                try:
+                    sent = ctl.send(self._outbox)
+                except BlockingIOError:
+                    sent = 0
+                except OSError:
+                    sent = len(self._outbox)  # the peer is gone; drop what it will never read
+                del self._outbox[:sent]
+            pending = bool(self._outbox)
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if pending else 0)
+        if sel.get_key(ctl).events != want:
+            sel.modify(ctl, want)
 
     def drain_after_kill(self, cap: int, stdout: bytes, stderr: bytes) -> tuple[bytes, bytes, bool]:
         """Pick up output still queued after the container was killed."""
@@ -212,6 +276,11 @@ class RunChannel:
 
     def close(self) -> None:
         """Close every connection (the runtime then exits) and remove the socket folder."""
+        with self._outbox_lock:
+            self._closed = True
+            self._outbox.clear()
+        self._wake_r.close()
+        self._wake_w.close()
         self._close_listener()
         for sock in (self._ctl, self._out, self._err):
             if sock is not None:
@@ -229,11 +298,38 @@ def _keep(buf: bytearray, data: memoryview, cap: int) -> bool:
     return True
 
 
-def _parse_exit(buf: bytearray) -> tuple[int | None, bool]:
-    """Parse the runtime's exit report; anything malformed closes the control stream."""
-    if b"\n" not in buf:
-        return None, len(buf) <= _MAX_EXIT_LINE
-    match = _EXIT_LINE.fullmatch(bytes(buf))
-    if match is None:
-        return None, False
-    return int(match.group(1)), True
+class _ControlParser:
+    """Splits the runtime's control stream into `EXIT <n>` and `CALL <len>` + body frames."""
+
+    def __init__(self, max_call_bytes: int) -> None:
+        self._buf = bytearray()
+        self._max = max_call_bytes
+
+    def feed(self, data: memoryview) -> list[tuple[str, bytes]] | None:
+        """Frames completed by `data`; None once the stream is malformed (stop reading it)."""
+        self._buf += data
+        frames: list[tuple[str, bytes]] = []
+        while self._buf:
+            nl = self._buf.find(b"\n", 0, _MAX_LINE + 1)
+            if nl < 0:
+                return frames if len(self._buf) <= _MAX_LINE else None
+            line = bytes(self._buf[: nl + 1])
+            if m := _EXIT_LINE.fullmatch(line):
+                frames.append(("exit", m.group(1)))
+                del self._buf[: nl + 1]
+                continue
+            m = _CALL_LINE.fullmatch(line)
+            if m is None or int(m.group(1)) > self._max:
+                return None
+            size = int(m.group(1))
+            if len(self._buf) < nl + 1 + size:
+                break
+            frames.append(("call", bytes(self._buf[nl + 1 : nl + 1 + size])))
+            del self._buf[: nl + 1 + size]
+        return frames
+
+
+def response_frame(call_id: object, payload: dict[str, object]) -> bytes:
+    """A reply to one tool call, as the runtime reads it: `RESP <len>\n` + JSON."""
+    body = json.dumps({"id": call_id, **payload}, default=str).encode()
+    return b"RESP %d\n" % len(body) + body

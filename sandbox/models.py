@@ -45,6 +45,18 @@ class Limits(BaseModel):
     """Largest single file a run may write (RLIMIT_FSIZE) or the host may upload or serve."""
 
 
+class ToolLimits(BaseModel):
+    """Limits on tool calls made from sandbox code through the bridge."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    call_timeout_s: float = Field(30.0, gt=0, le=600)
+    max_args_bytes: int = Field(256 * 1024, ge=1024, le=16 * MiB)
+    max_result_bytes: int = Field(1 * MiB, ge=1024, le=64 * MiB)
+    calls_per_second: float = Field(50.0, gt=0)
+    burst: int = Field(100, ge=1)
+
+
 class RunResult(BaseModel):
     """What one execution produced. Timeouts, OOM kills and floods are outcomes, not errors."""
 

@@ -16,15 +16,16 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import IO
+from typing import IO, Any
 
 from sandbox import policy
+from sandbox.audit import AuditLog
 from sandbox.backends.base import (
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
@@ -33,7 +34,9 @@ from sandbox.backends.base import (
     Backend,
     ContainerRef,
 )
-from sandbox.channel import RunChannel
+from sandbox.bridge.config import load_config
+from sandbox.bridge.endpoint import ToolBridge
+from sandbox.channel import CallHandler, RunChannel, response_frame
 from sandbox.exceptions import (
     ContainerStartError,
     ControllerBusyError,
@@ -79,6 +82,7 @@ class Orchestrator:
         settings: Settings | None = None,
         *,
         backend: Backend | None = None,
+        mcp_config: Path | str | dict[str, object] | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         if backend is None:
@@ -92,6 +96,8 @@ class Orchestrator:
         self._guard = threading.Lock()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sbx")
+        self.audit = AuditLog(self.settings.audit_log or self.settings.data_dir / "audit.log")
+        self.bridge: ToolBridge | None = None
         try:
             self.backend.ping()
             reaped = self._reap_leftovers()
@@ -100,17 +106,33 @@ class Orchestrator:
             self.image = self.settings.image or ensure_image(self.backend, self.settings.base_image)
             if not self.backend.image_exists(self.image):
                 raise NotFoundError(f"sandbox image {self.image!r} does not exist")
+            source = mcp_config if mcp_config is not None else self.settings.mcp_config
+            if source is not None:
+                self.bridge = ToolBridge(
+                    load_config(source),
+                    self.settings.data_dir / "api",
+                    self.audit,
+                    self.settings.tool_limits,
+                )
         except BaseException:
             self._pool.shutdown(wait=False)
+            self.audit.close()
             self._lock_file.close()
             raise
 
     # -- sessions -------------------------------------------------------------------------
 
     def session(
-        self, owner: str, session_id: str | None = None, limits: Limits | None = None
+        self,
+        owner: str,
+        session_id: str | None = None,
+        limits: Limits | None = None,
+        tools: Iterable[str] | None = None,
     ) -> Session:
         """Open a session: a fresh workspace, the owner's skills, a warm container if enabled.
+
+        `tools` limits which MCP tools its code may call ('crm.get_customer', 'crm.*');
+        None allows every configured tool.
 
         Raises:
             InvalidInputError: a bad owner or session id, or that id is already open.
@@ -123,7 +145,13 @@ class Orchestrator:
                 raise SessionClosedError("orchestrator is closed")
             if sid in self._sessions:
                 raise InvalidInputError(f"session {sid!r} is already open")
-            session = Session(self, owner, sid, limits or self.settings.limits)
+            session = Session(
+                self,
+                owner,
+                sid,
+                limits or self.settings.limits,
+                tuple(tools) if tools is not None else None,
+            )
             self._sessions[sid] = session
         return session
 
@@ -134,6 +162,14 @@ class Orchestrator:
                 return self._sessions[session_id]
             except KeyError:
                 raise NotFoundError(f"no open session {session_id!r:.80}") from None
+
+    def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Find configured MCP tools by keywords; detail is 'name', 'summary' or 'schema'."""
+        if self.bridge is None:
+            return []
+        return self.bridge.search_tools(query, detail, limit)
 
     def sessions(self) -> list[Session]:
         with self._guard:
@@ -185,7 +221,10 @@ class Orchestrator:
             except SandboxError:
                 logger.exception("closing session %s", session.id)
         self._pool.shutdown(wait=True)
+        if self.bridge is not None:
+            self.bridge.close()
         self.backend.close()
+        self.audit.close()
         self._lock_file.close()
 
     def __enter__(self) -> Orchestrator:
@@ -203,11 +242,19 @@ class Orchestrator:
 class Session:
     """One agent session: a workspace shared by its runs, the owner's skills, and its runs."""
 
-    def __init__(self, orc: Orchestrator, owner: str, session_id: str, limits: Limits) -> None:
+    def __init__(
+        self,
+        orc: Orchestrator,
+        owner: str,
+        session_id: str,
+        limits: Limits,
+        tools: tuple[str, ...] | None,
+    ) -> None:
         self._orc = orc
         self.owner = owner
         self.id = session_id
         self.limits = limits
+        self.tools = tools
         storage = orc._storage
         self._workspace = storage.create_workspace(
             secrets.token_hex(16), limits.workspace_mb, limits.workspace_inodes
@@ -241,18 +288,26 @@ class Session:
         with self._run_lock:
             self._ensure_open()
             warm = self._take_warm()
+            bridge = self._orc.bridge
             started = time.monotonic()
             try:
+                # The token exists from here on; the waiting container never held one.
+                token = bridge.tokens.mint(self.id, warm.exec_id, timeout + 5) if bridge else ""
                 try:
-                    warm.channel.deliver(code, env or {}, policy.WORKSPACE)
+                    warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
                 except ContainerStartError:
                     # The waiting container died (reaped, engine restart): one cold retry.
                     self._discard(warm)
+                    if bridge:
+                        bridge.tokens.revoke(warm.exec_id)
                     warm = self._prepare()
                     started = time.monotonic()
-                    warm.channel.deliver(code, env or {}, policy.WORKSPACE)
+                    token = bridge.tokens.mint(self.id, warm.exec_id, timeout + 5) if bridge else ""
+                    warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
                 return self._finish(warm, started, started + timeout)
             finally:
+                if bridge:
+                    bridge.tokens.revoke(warm.exec_id)
                 self._cleanups.append(self._orc._pool.submit(self._discard, warm))
 
     def _check_run_args(
@@ -316,6 +371,7 @@ class Session:
             skills=self._skills,
             channel_dir=channel.dir,
             labels=labels,
+            servers=orc.bridge.servers_dir if orc.bridge else None,
         )
         ref: ContainerRef | None = None
         try:
@@ -332,7 +388,8 @@ class Session:
     def _finish(self, warm: _Warm, started: float, deadline: float) -> RunResult:
         backend = self._orc.backend
         cap = self.limits.output_bytes
-        got = warm.channel.collect(deadline, cap)
+        on_call, max_call_bytes = self._call_handler(warm)
+        got = warm.channel.collect(deadline, cap, on_call, max_call_bytes)
         stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
         exit_code = got.exit_code
         timed_out = got.timed_out
@@ -369,6 +426,24 @@ class Session:
             output_truncated=truncated,
             error=error,
         )
+
+    def _call_handler(self, warm: _Warm) -> tuple[CallHandler, int]:
+        bridge = self._orc.bridge
+        if bridge is None:
+            return _no_tools, 64 * 1024
+        ctx = bridge.context(self.owner, self.id, warm.exec_id, self.tools)
+
+        def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
+            bridge.submit(ctx, body, reply)
+
+        return on_call, bridge.limits.max_args_bytes
+
+    def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        """Find the MCP tools this session may call; detail is 'name', 'summary' or 'schema'."""
+        bridge = self._orc.bridge
+        return bridge.search_tools(query, detail, limit, self.tools) if bridge else []
 
     def _discard(self, warm: _Warm) -> None:
         warm.channel.close()
@@ -488,6 +563,21 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:
+    reply(
+        response_frame(
+            None,
+            {
+                "ok": False,
+                "error": {
+                    "code": "unavailable",
+                    "message": "no MCP servers are configured for this sandbox",
+                },
+            },
+        )
+    )
 
 
 def collect_garbage(settings: Settings, backend: Backend | None = None) -> int:

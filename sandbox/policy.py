@@ -24,6 +24,7 @@ from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
 WORKSPACE = "/workspace"
 SKILLS = "/skills"
+SERVERS = "/servers"
 
 
 @functools.cache
@@ -41,15 +42,19 @@ def launch_spec(
     skills: Path,
     channel_dir: Path,
     labels: Mapping[str, str],
+    servers: Path | None = None,
 ) -> LaunchSpec:
+    mounts = [
+        Mount(workspace, WORKSPACE, read_only=False),
+        Mount(skills, SKILLS, read_only=True),
+        Mount(channel_dir, CONTAINER_DIR, read_only=True),
+    ]
+    if servers is not None:
+        mounts.append(Mount(servers, SERVERS, read_only=True))
     return LaunchSpec(
         image=image,
         user=f"{SANDBOX_UID}:{SANDBOX_GID}",
-        mounts=(
-            Mount(workspace, WORKSPACE, read_only=False),
-            Mount(skills, SKILLS, read_only=True),
-            Mount(channel_dir, CONTAINER_DIR, read_only=True),
-        ),
+        mounts=tuple(mounts),
         labels=dict(labels),
         memory_bytes=limits.memory_mb * MiB,
         cpus=limits.cpus,

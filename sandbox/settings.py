@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from sandbox.models import Limits, validate_id
+from sandbox.models import Limits, ToolLimits, validate_id
 
 
 class Settings(BaseSettings):
@@ -35,6 +35,11 @@ class Settings(BaseSettings):
     """'tmpfs' gives a hard quota (needs root); 'directory' has no hard quota; 'auto' picks."""
     start_timeout_s: float = Field(20.0, gt=0)
     limits: Limits = Limits()
+    mcp_config: Path | None = None
+    """An `mcpServers` JSON file: their tools become the code API mounted at /servers."""
+    tool_limits: ToolLimits = ToolLimits()
+    audit_log: Path | None = None
+    """Where the audit trail goes; None means `<data_dir>/audit.log`."""
 
     @field_validator("controller_id")
     @classmethod

@@ -2,18 +2,23 @@
 
 Protocol (all over the one Unix socket the controller bind-mounts at /run/sbx/sbx.sock):
   1. three connections, each opened by sending one tag byte: b"C" control, b"O" stdout, b"E" stderr;
-  2. on control, the controller sends  b"RUN <code_len> <env_len> <cwd_len>\\n" + code + env + cwd,
-     env being NUL-separated KEY=VALUE items (all UTF-8);
+  2. on control, the controller sends b"RUN <code_len> <env_len> <cwd_len> <token_len>\\n"
+     + code + env + cwd + token, env being NUL-separated KEY=VALUE items (all UTF-8); the
+     token exists only from here on: a waiting container has none;
   3. the code runs in this process with fd 1 and 2 on the stdout and stderr connections;
+     `sandbox_tools.call_tool` sends b"CALL <len>\\n" + JSON on control and reads back
+     b"RESP <len>\\n" + JSON;
   4. the runtime sends b"EXIT <n>\\n" on control and blocks until the controller closes it.
 
 This file runs with the same uid as the user's code, which can kill or impersonate it, so the
 controller trusts nothing it says: every limit is enforced on the host.
 """
 
+import _thread
 import os
 import socket
 import sys
+import types
 
 SOCKET_PATH = os.environ.get("SBX_SOCKET", "/run/sbx/sbx.sock")
 MAX_HEADER = 128
@@ -37,21 +42,152 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_request(ctl: socket.socket) -> tuple[str, dict[str, str], str]:
+def _read_request(ctl: socket.socket) -> tuple[str, dict[str, str], str, str]:
     header = b""
     while not header.endswith(b"\n"):
         byte = ctl.recv(1)
         if not byte or len(header) > MAX_HEADER:
             raise EOFError("bad header")
         header += byte
-    verb, code_len, env_len, cwd_len = header.split()
+    verb, code_len, env_len, cwd_len, token_len = header.split()
     if verb != b"RUN":
         raise EOFError("bad verb")
     code = _read_exact(ctl, int(code_len)).decode("utf-8")
     env_raw = _read_exact(ctl, int(env_len)).decode("utf-8")
     cwd = _read_exact(ctl, int(cwd_len)).decode("utf-8")
+    token = _read_exact(ctl, int(token_len)).decode("ascii")
     env = dict(item.split("=", 1) for item in env_raw.split("\0") if item)
-    return code, env, cwd
+    return code, env, cwd, token
+
+
+class ToolError(Exception):
+    """A tool call that did not return a result. `code` says why."""
+
+    code = "tool_error"
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        if code:
+            self.code = code
+
+
+class ToolAuthError(ToolError, PermissionError):
+    code = "unauthorized"
+
+
+class ToolForbiddenError(ToolError, PermissionError):
+    code = "forbidden"
+
+
+class ToolNotFoundError(ToolError, LookupError):
+    code = "not_found"
+
+
+class ToolInputError(ToolError, ValueError):
+    code = "bad_request"
+
+
+class ToolTimeoutError(ToolError, TimeoutError):
+    code = "timeout"
+
+
+class ToolRateLimitError(ToolError):
+    code = "rate_limited"
+
+
+class UpstreamError(ToolError):
+    code = "upstream_error"
+
+
+_ERRORS = {
+    "unauthorized": ToolAuthError,
+    "forbidden": ToolForbiddenError,
+    "not_found": ToolNotFoundError,
+    "bad_request": ToolInputError,
+    "too_large": ToolInputError,
+    "timeout": ToolTimeoutError,
+    "rate_limited": ToolRateLimitError,
+    "upstream_error": UpstreamError,
+    "unavailable": UpstreamError,
+}
+MAX_CALL_BYTES = 256 * 1024
+_state: dict[str, object] = {"ctl": None, "token": "", "seq": 0, "lock": _thread.allocate_lock()}
+
+
+def _read_line(sock: socket.socket, limit: int = 32) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        byte = sock.recv(1)
+        if not byte or len(line) > limit:
+            raise ToolError("the controller closed the tool channel", "unavailable")
+        line += byte
+    return line
+
+
+def call_tool(server: str, tool: str, args: dict[str, object] | None = None) -> object:
+    """Call an MCP tool through the controller. Raises a ToolError subclass on failure."""
+    import json
+
+    if not isinstance(server, str) or not isinstance(tool, str):
+        raise ToolInputError("server and tool must be strings")
+    if args is not None and not isinstance(args, dict):
+        raise ToolInputError("args must be a dict")
+    ctl = _state["ctl"]
+    if not isinstance(ctl, socket.socket):
+        raise ToolError("no tool channel in this run", "unavailable")
+    lock = _state["lock"]
+    with lock:  # type: ignore[attr-defined]
+        _state["seq"] = seq = int(_state["seq"]) + 1  # type: ignore[call-overload]
+        body = json.dumps(
+            {
+                "id": seq,
+                "token": _state["token"],
+                "server": server,
+                "tool": tool,
+                "args": args or {},
+            }
+        ).encode()
+        if len(body) > MAX_CALL_BYTES:
+            raise ToolInputError(f"arguments are larger than {MAX_CALL_BYTES} bytes", "too_large")
+        try:
+            ctl.sendall(b"CALL %d\n" % len(body) + body)
+            header = _read_line(ctl).split()
+            if len(header) != 2 or header[0] != b"RESP":
+                raise ToolError("malformed reply from the controller", "unavailable")
+            reply = json.loads(_read_exact(ctl, int(header[1])))
+        except (OSError, EOFError, ValueError) as exc:
+            raise ToolError(f"tool channel failed: {exc}", "unavailable") from None
+    if reply.get("ok"):
+        return reply.get("result")
+    error = reply.get("error") or {}
+    code = str(error.get("code", "tool_error"))
+    raise _ERRORS.get(code, ToolError)(str(error.get("message", "tool call failed")), code)
+
+
+def _tools_module() -> types.ModuleType:
+    mod = types.ModuleType("sandbox_tools", "Call MCP tools from sandbox code.")
+    for name in (
+        "call_tool",
+        "ToolError",
+        "ToolAuthError",
+        "ToolForbiddenError",
+        "ToolNotFoundError",
+        "ToolInputError",
+        "ToolTimeoutError",
+        "ToolRateLimitError",
+        "UpstreamError",
+        "_state",
+    ):
+        setattr(mod, name, globals()[name])
+
+    def search_tools(query: str = "", detail: str = "summary", limit: int = 20) -> list[object]:
+        """Find tools by keywords (also available as servers.search_tools)."""
+        import servers  # type: ignore[import-not-found]
+
+        return servers.search_tools(query, detail, limit)  # type: ignore[no-any-return]
+
+    mod.search_tools = search_tools  # type: ignore[attr-defined]
+    return mod
 
 
 def _exit_code(exc: SystemExit) -> int:
@@ -65,11 +201,11 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def _run(code: str, env: dict[str, str], cwd: str) -> int:
-    import types
-
     os.environ.update(env)
     os.chdir(cwd)
     sys.path.insert(0, cwd)
+    sys.path.append("/")  # makes the generated /servers package importable
+    sys.modules["sandbox_tools"] = _tools_module()
     sys.argv = ["-c"]
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
@@ -92,7 +228,8 @@ def main() -> None:
     ctl = _dial(b"C")
     out = _dial(b"O")
     err = _dial(b"E")
-    code, env, cwd = _read_request(ctl)
+    code, env, cwd, token = _read_request(ctl)
+    _state["ctl"], _state["token"] = ctl, token
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
     out.close()

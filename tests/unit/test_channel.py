@@ -42,8 +42,8 @@ def run(
 ):  # type: ignore[no-untyped-def]
     proc = start_runtime(channel)
     try:
-        channel.deliver(code, env or {}, str(cwd))
-        return channel.collect(time.monotonic() + timeout, cap)
+        channel.deliver(code, env or {}, str(cwd), "tok")
+        return channel.collect(time.monotonic() + timeout, cap, lambda body, reply: None)
     finally:
         channel.close()
         proc.kill()

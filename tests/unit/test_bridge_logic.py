@@ -1,0 +1,180 @@
+"""Tokens, rate limits, allowlists and config parsing of the tool bridge (no engine, no servers)."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from sandbox.audit import AuditLog
+from sandbox.bridge.config import HttpServer, StdioServer, load_config
+from sandbox.bridge.endpoint import RunContext, TokenBucket, ToolBridge, allowed
+from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
+from sandbox.exceptions import InvalidInputError
+from sandbox.models import ToolLimits
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def refusal(reg: TokenRegistry, token: object, session: str = "s1", exec_id: str = "e1") -> str:
+    with pytest.raises(TokenRefused) as info:
+        reg.check(token, session, exec_id)
+    return info.value.reason
+
+
+def test_a_minted_token_is_long_random_and_accepted_for_its_run_only() -> None:
+    reg = TokenRegistry()
+    token = reg.mint("s1", "e1", 60)
+    assert len(token) >= 43 and token != reg.mint("s1", "e2", 60)
+    reg.check(token, "s1", "e1")
+    assert refusal(reg, token, "s1", "e2") == "wrong_run"
+    assert refusal(reg, token, "s2", "e1") == "wrong_session"
+
+
+@pytest.mark.parametrize("bad", [None, "", 42, "x" * 1000])
+def test_missing_or_malformed_tokens_are_refused(bad: object) -> None:
+    reg = TokenRegistry()
+    reg.mint("s1", "e1", 60)
+    assert refusal(reg, bad) in ("missing", "malformed")
+
+
+def test_a_same_length_token_with_one_byte_flipped_is_forged() -> None:
+    reg = TokenRegistry()
+    token = reg.mint("s1", "e1", 60)
+    flipped = token[:-1] + ("A" if token[-1] != "A" else "B")
+    assert refusal(reg, flipped) == "forged"
+
+
+def test_a_revoked_token_is_a_replay() -> None:
+    reg = TokenRegistry()
+    token = reg.mint("s1", "e1", 60)
+    reg.revoke("e1")
+    assert refusal(reg, token) == "replayed"
+    assert reg.live() == 0
+
+
+def test_expiry_follows_the_injected_clock() -> None:
+    clock = Clock()
+    reg = TokenRegistry(clock)
+    token = reg.mint("s1", "e1", 30)
+    clock.now += 29.9
+    reg.check(token, "s1", "e1")
+    clock.now += 0.2
+    assert refusal(reg, token) == "expired"
+
+
+def test_only_digests_are_stored() -> None:
+    reg = TokenRegistry()
+    token = reg.mint("s1", "e1", 60)
+    assert token not in repr(vars(reg))
+    assert len(token_id(token)) == 8 and token_id(token) in token_id(token) + "x"
+
+
+def test_secrets_are_never_compared_with_equals_in_the_token_module() -> None:
+    src = Path("sandbox/bridge/tokens.py").read_text()
+    compares = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.Compare)]
+    names = {
+        ast.unparse(n) for n in compares if any(isinstance(o, ast.Eq | ast.NotEq) for o in n.ops)
+    }
+    assert not [n for n in names if "digest" in n or "token ==" in n], names
+
+
+def test_the_rate_limiter_allows_a_burst_then_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(rate=2, burst=3, clock=clock)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    clock.now += 0.5
+    assert bucket.take() and not bucket.take()
+
+
+@pytest.mark.parametrize(
+    ("patterns", "server", "tool", "ok"),
+    [
+        (None, "a", "b", True),
+        (("crm.*",), "crm", "x", True),
+        (("crm.*",), "mailer", "x", False),
+        (("crm.get",), "crm", "getx", False),
+        (("*",), "any", "thing", True),
+        ((), "a", "b", False),
+    ],
+)
+def test_allowlist_patterns(
+    patterns: tuple[str, ...] | None, server: str, tool: str, ok: bool
+) -> None:
+    assert allowed(patterns, server, tool) is ok
+
+
+def test_mcp_servers_config_picks_the_transport(tmp_path: Path) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(
+        json.dumps(
+            {
+                "mcpServers": {
+                    "crm": {"command": "python", "args": ["crm.py"], "env": {"K": "v"}},
+                    "remote": {
+                        "url": "https://mcp.example.com/mcp",
+                        "headers": {"Authorization": "Bearer x"},
+                    },
+                }
+            }
+        )
+    )
+    cfg = load_config(path)
+    assert isinstance(cfg.servers["crm"], StdioServer) and cfg.servers["crm"].args == ["crm.py"]
+    assert isinstance(cfg.servers["remote"], HttpServer)
+
+
+@pytest.mark.parametrize(
+    "bad", ["not json", '{"servers": {}}', '{"mcpServers": {"x": {"args": []}}}']
+)
+def test_bad_mcp_config_is_a_typed_error(tmp_path: Path, bad: str) -> None:
+    path = tmp_path / "mcp.json"
+    path.write_text(bad)
+    with pytest.raises(InvalidInputError):
+        load_config(path)
+    with pytest.raises(InvalidInputError):
+        load_config(tmp_path / "missing.json")
+
+
+def test_bad_frames_get_typed_refusals_before_any_upstream_is_touched(tmp_path: Path) -> None:
+    # A bridge with no servers: every refusal below happens before an upstream would be asked.
+    audit = AuditLog(tmp_path / "audit.log")
+    bridge = ToolBridge(
+        load_config({"mcpServers": {}}), tmp_path / "api", audit, ToolLimits(max_args_bytes=1024)
+    )
+    try:
+        token = bridge.tokens.mint("s", "e", 60)
+        ctx = RunContext("o", "s", "e", ("crm.*",), TokenBucket(1, 1))
+
+        def call(body: bytes) -> dict[str, object]:
+            frame = asyncio.run_coroutine_threadsafe(
+                bridge.handle(ctx, body), bridge.upstreams.loop
+            ).result(5)
+            return json.loads(frame.split(b"\n", 1)[1])  # type: ignore[no-any-return]
+
+        def code(body: bytes) -> object:
+            return call(body)["error"]["code"]  # type: ignore[index]
+
+        good = {"id": 1, "token": token, "server": "crm", "tool": "get", "args": {}}
+        assert code(b"{" * 2000) == "too_large"
+        assert code(b"not json") == "bad_request"
+        assert code(b"[1]") == "bad_request"
+        assert code(json.dumps({**good, "token": "nope"}).encode()) == "unauthorized"
+        assert code(json.dumps({**good, "args": [1]}).encode()) == "bad_request"
+        assert code(json.dumps({**good, "server": "mailer"}).encode()) == "forbidden"
+        assert code(json.dumps(good).encode()) == "not_found"  # allowed, token fine, no such server
+        assert code(json.dumps(good).encode()) == "rate_limited"  # burst of 1 used up
+        events = [e["event"] for e in audit.read()]
+        assert events.count("tool_call") == 8 and events.count("token_refused") == 1
+    finally:
+        bridge.close()
+        audit.close()
