@@ -48,7 +48,8 @@ from sandbox.exceptions import (
 from sandbox.files import SafeDir
 from sandbox.images import ensure_image
 from sandbox.models import FileEntry, Limits, MiB, RunResult, validate_id
-from sandbox.settings import Settings
+from sandbox.pii import Detector, MasterKeys, Tokenizer, default_recognizers
+from sandbox.settings import PiiSettings, Settings
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID, Storage
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Orchestrator:
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sbx")
         self.audit = AuditLog(self.settings.audit_log or self.settings.data_dir / "audit.log")
         self.bridge: ToolBridge | None = None
+        self.pii: tuple[MasterKeys, Detector] | None = None
         try:
             self.backend.ping()
             reaped = self._reap_leftovers()
@@ -106,6 +108,7 @@ class Orchestrator:
             self.image = self.settings.image or ensure_image(self.backend, self.settings.base_image)
             if not self.backend.image_exists(self.image):
                 raise NotFoundError(f"sandbox image {self.image!r} does not exist")
+            self.pii = _pii_setup(self.settings.pii)
             source = mcp_config if mcp_config is not None else self.settings.mcp_config
             if source is not None:
                 self.bridge = ToolBridge(
@@ -260,6 +263,9 @@ class Session:
             secrets.token_hex(16), limits.workspace_mb, limits.workspace_inodes
         )
         self._skills = storage.skills_dir(owner)
+        self.tokenizer: Tokenizer | None = (
+            Tokenizer.for_session(orc.pii[0], session_id, orc.pii[1]) if orc.pii else None
+        )
         self._files = SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID)
         self._skill_files = SafeDir(self._skills)
         self._run_lock = threading.Lock()
@@ -415,11 +421,18 @@ class Session:
             stdout, stderr, more = warm.channel.drain_after_kill(cap, stdout, stderr)
             truncated |= more
             exit_code = _KILLED_EXIT
+        out_text, err_text = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+        if self.tokenizer is not None:
+            # Output goes toward the model: PII the code printed, however it got it, is tokenized.
+            out_text, err_text = (
+                self.tokenizer.tokenize(out_text),
+                self.tokenizer.tokenize(err_text),
+            )
         return RunResult(
             exec_id=warm.exec_id,
             exit_code=exit_code if exit_code is not None else -1,
-            stdout=stdout.decode("utf-8", "replace"),
-            stderr=stderr.decode("utf-8", "replace"),
+            stdout=out_text,
+            stderr=err_text,
             duration_s=time.monotonic() - started,
             timed_out=timed_out,
             oom_killed=oom,
@@ -431,7 +444,7 @@ class Session:
         bridge = self._orc.bridge
         if bridge is None:
             return _no_tools, 64 * 1024
-        ctx = bridge.context(self.owner, self.id, warm.exec_id, self.tools)
+        ctx = bridge.context(self.owner, self.id, warm.exec_id, self.tools, self.tokenizer)
 
         def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
             bridge.submit(ctx, body, reply)
@@ -494,6 +507,18 @@ class Session:
         self._ensure_open()
         return self._files.read(path, self.limits.max_file_mb * MiB)
 
+    def read_text(self, path: str, max_bytes: int = 64 * 1024) -> str:
+        """A text preview of a workspace file, for showing to a model: at most `max_bytes`,
+        decoded leniently, PII tokenized. Links, FIFOs and devices are refused.
+
+        Raises:
+            UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError, SessionClosedError.
+        """
+        self._ensure_open()
+        data = self._files.read(path, self.limits.max_file_mb * MiB)[:max_bytes]
+        text = data.decode("utf-8", "replace")
+        return self.tokenizer.tokenize(text) if self.tokenizer is not None else text
+
     def list_files(self, path: str = "") -> list[FileEntry]:
         """List /workspace (or a folder in it) recursively, without following links."""
         self._ensure_open()
@@ -551,6 +576,8 @@ class Session:
                     self._discard(pending.result(timeout=self._orc.settings.start_timeout_s))
             self.settle()
             self._orc._storage.remove_workspace(self._workspace)
+            if self.tokenizer is not None:
+                self.tokenizer.destroy()  # crypto-shredding: the vault's key is gone
         self._orc._forget(self)
 
     def __enter__(self) -> Session:
@@ -563,6 +590,16 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
+    if not cfg.enabled:
+        return None
+    secret = cfg.secret.get_secret_value().encode() if cfg.secret else os.urandom(32)
+    keys = {kid: s.get_secret_value().encode() for kid, s in cfg.previous_secrets.items()}
+    keys[cfg.key_id] = secret
+    recognizers = default_recognizers(cfg.phone_region)
+    return MasterKeys(keys, cfg.key_id), Detector(recognizers, entities=cfg.entities)
 
 
 def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:

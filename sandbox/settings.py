@@ -5,10 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.models import Limits, ToolLimits, validate_id
+
+
+class PiiSettings(BaseModel):
+    """PII tokenization on every path toward the model (on by default)."""
+
+    enabled: bool = True
+    entities: list[str] | None = None
+    """Which entities to tokenize; None means all of EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
+    IP_ADDRESS, SECRET."""
+    phone_region: str = "US"
+    """Region assumed for phone numbers written without a +country code."""
+    secret: SecretStr | None = None
+    """Master secret (32+ bytes) the session vault keys derive from; None: a random one per
+    process (vaults live in memory and die with their session, so nothing needs it later)."""
+    key_id: str = "k1"
+    previous_secrets: dict[str, SecretStr] = {}
+    """Older master secrets by key id, still readable for sessions opened under them."""
 
 
 class Settings(BaseSettings):
@@ -38,6 +55,7 @@ class Settings(BaseSettings):
     mcp_config: Path | None = None
     """An `mcpServers` JSON file: their tools become the code API mounted at /servers."""
     tool_limits: ToolLimits = ToolLimits()
+    pii: PiiSettings = PiiSettings()
     audit_log: Path | None = None
     """Where the audit trail goes; None means `<data_dir>/audit.log`."""
 

@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-echo "== ruff format --check"; ruff format --check sandbox tests bench images
-echo "== ruff check";          ruff check sandbox tests bench images
+echo "== ruff format --check"; ruff format --check .
+echo "== ruff check";          ruff check .
 echo "== mypy --strict";       mypy sandbox
 echo "== pytest";              python3 -m pytest -q -p no:cacheprovider "$@"

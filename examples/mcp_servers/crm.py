@@ -11,7 +11,10 @@ import itertools
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
+# Tools raise ToolError for anticipated failures: its message reaches the caller, where
+# any other exception is reported as a bare crash.
 mcp = MCPServer("crm", instructions="Customers, their contact details and account notes.")
 
 CUSTOMERS: dict[str, dict[str, Any]] = {
@@ -46,7 +49,7 @@ def list_customers(segment: str | None = None) -> list[dict[str, Any]]:
 def get_customer(customer_id: str) -> dict[str, Any]:
     """Full record of one customer, with email and phone."""
     if customer_id not in CUSTOMERS:
-        raise ValueError(f"no customer {customer_id}")
+        raise ToolError(f"no customer {customer_id}")
     return CUSTOMERS[customer_id]
 
 
@@ -66,7 +69,7 @@ def search_customers(query: str, limit: int = 10) -> list[dict[str, Any]]:
 def add_note(customer_id: str, text: str) -> dict[str, Any]:
     """Attach a note to a customer's account."""
     if customer_id not in CUSTOMERS:
-        raise ValueError(f"no customer {customer_id}")
+        raise ToolError(f"no customer {customer_id}")
     note = {"id": next(_note_ids), "text": text}
     NOTES.setdefault(customer_id, []).append(note)
     return note

@@ -11,7 +11,10 @@ import itertools
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 
+# Tools raise ToolError for anticipated failures: its message reaches the caller, where
+# any other exception is reported as a bare crash.
 mcp = MCPServer("mailer", instructions="Queue emails to customers and read the outbox.")
 OUTBOX: list[dict[str, Any]] = []
 _ids = itertools.count(1)
@@ -21,7 +24,7 @@ _ids = itertools.count(1)
 def send_email(to: str, subject: str, body: str, cc: list[str] | None = None) -> dict[str, Any]:
     """Queue an email. Returns its id and status."""
     if "@" not in to:
-        raise ValueError(f"not an email address: {to!r}")
+        raise ToolError(f"not an email address: {to!r}")
     message = {
         "id": next(_ids),
         "to": to,

@@ -29,6 +29,7 @@ from sandbox.bridge.upstream import ToolInfo, UpstreamCallError, UpstreamPool
 from sandbox.channel import response_frame
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
+from sandbox.pii import Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,8 @@ class RunContext:
     exec_id: str
     allowed: tuple[str, ...] | None
     bucket: TokenBucket
+    tokenizer: Tokenizer | None = None
+    """The session's: arguments are detokenized on the way out, results tokenized on the way in."""
 
 
 @dataclass
@@ -113,7 +116,12 @@ class ToolBridge:
             raise InvalidInputError(str(exc)) from exc
 
     def context(
-        self, owner: str, session: str, exec_id: str, allowed_tools: Iterable[str] | None
+        self,
+        owner: str,
+        session: str,
+        exec_id: str,
+        allowed_tools: Iterable[str] | None,
+        tokenizer: Tokenizer | None = None,
     ) -> RunContext:
         return RunContext(
             owner,
@@ -121,6 +129,7 @@ class ToolBridge:
             exec_id,
             tuple(allowed_tools) if allowed_tools is not None else None,
             TokenBucket(self.limits.calls_per_second, self.limits.burst),
+            tokenizer,
         )
 
     def submit(self, ctx: RunContext, body: bytes, reply: Callable[[bytes], None]) -> None:
@@ -176,7 +185,15 @@ class ToolBridge:
                 raise _Refusal("forbidden", f"{server}.{tool} is not allowed in this session")
             if not ctx.bucket.take():
                 raise _Refusal("rate_limited", "too many tool calls; slow down")
+            tok = ctx.tokenizer
+            if tok is not None:
+                args = tok.detokenize(args)  # the upstream gets real values, the sandbox never does
             result = await self.upstreams.call(server, tool, args, self.limits.call_timeout_s)
+            if tok is not None:
+                # CPU work on up to max_result_bytes: keep it off the loop other sessions share.
+                result = await asyncio.get_running_loop().run_in_executor(
+                    None, tok.tokenize, result
+                )
             frame = _frame(call_id, {"ok": True, "result": result})
             if len(frame) > self.limits.max_result_bytes:
                 raise _Refusal(
@@ -188,7 +205,8 @@ class ToolBridge:
             return _frame(call_id, {"ok": False, "error": {"code": r.code, "message": r.message}})
         except UpstreamCallError as e:
             outcome = e.code
-            return _frame(call_id, {"ok": False, "error": {"code": e.code, "message": str(e)}})
+            message = ctx.tokenizer.tokenize(str(e)) if ctx.tokenizer is not None else str(e)
+            return _frame(call_id, {"ok": False, "error": {"code": e.code, "message": message}})
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise

@@ -1,0 +1,28 @@
+"""PII detection and per-session tokenization.
+
+    from sandbox.pii import detect, Tokenizer
+    detect(text)              -> [Finding(start, end, entity, value)]
+    Tokenizer(...).tokenize(obj) / .detokenize(obj)   strings and nested JSON-like values
+
+Entities: EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN, IP_ADDRESS, SECRET.
+"""
+
+from sandbox.pii.detect import HYPERSCAN, Detector, Finding, detect
+from sandbox.pii.recognizers import ENTITIES, Recognizer, default_recognizers
+from sandbox.pii.tokenizer import TOKEN_PATTERN, Tokenizer
+from sandbox.pii.vault import MasterKeys, Vault, VaultError
+
+__all__ = [
+    "ENTITIES",
+    "HYPERSCAN",
+    "TOKEN_PATTERN",
+    "Detector",
+    "Finding",
+    "MasterKeys",
+    "Recognizer",
+    "Tokenizer",
+    "Vault",
+    "VaultError",
+    "default_recognizers",
+    "detect",
+]

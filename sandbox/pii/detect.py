@@ -1,0 +1,296 @@
+"""Finding PII in text: anchors in one pass (Hyperscan, or Python `re` without it), precise
+patterns and validators only in merged windows around them, overlaps resolved by priority.
+
+Cost is linear in the text: anchor scanning is a single multi-pattern pass, and every
+character falls in at most one merged window per recognizer. Strings longer than CHUNK are
+scanned chunk by chunk with an overlap longer than any entity, so nothing is split at a border.
+"""
+
+from __future__ import annotations
+
+import bisect
+import functools
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from sandbox.pii.recognizers import Recognizer, default_recognizers
+
+try:
+    import hyperscan
+
+    HYPERSCAN = True
+except ImportError:  # pragma: no cover - exercised where the wheel is missing
+    HYPERSCAN = False
+
+CHUNK = 4 * 1024 * 1024
+_OVERLAP = 10_000  # longer than the longest entity (a private-key block)
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    start: int
+    end: int
+    entity: str
+    value: str
+    """The validator's normalized form (E.164 phone, compact IBAN, lower-case email...)."""
+
+
+class Detector:
+    """A compiled set of recognizers. Thread-safe after construction."""
+
+    def __init__(
+        self,
+        recognizers: Iterable[Recognizer] | None = None,
+        entities: Iterable[str] | None = None,
+        engine: str = "auto",
+    ) -> None:
+        recs = list(recognizers) if recognizers is not None else default_recognizers()
+        if entities is not None:
+            wanted = set(entities)
+            recs = [r for r in recs if r.entity in wanted]
+        self.recognizers = recs
+        self._precise = [
+            re.compile(r.pattern, re.ASCII | (re.IGNORECASE if r.caseless else 0)) for r in recs
+        ]
+        self._order = sorted(range(len(recs)), key=lambda i: -recs[i].priority)
+        # Real text repeats values (the same customer in every record): validate each once.
+        self._validators = [functools.lru_cache(maxsize=8192)(r.validate) for r in recs]
+        self.engine = "hyperscan" if engine in ("auto", "hyperscan") and HYPERSCAN else "re"
+        if self.engine == "hyperscan":
+            self._db = hyperscan.Database()
+            self._db.compile(
+                expressions=[r.anchor.encode() for r in recs],
+                ids=list(range(len(recs))),
+                flags=[hyperscan.HS_FLAG_CASELESS if r.caseless else 0 for r in recs],
+            )
+        else:
+            self._anchors = [
+                re.compile(r.anchor, re.ASCII | (re.IGNORECASE if r.caseless else 0)) for r in recs
+            ]
+
+    def detect(self, text: str) -> list[Finding]:
+        """Every PII finding in `text`, non-overlapping, in order of position."""
+        if len(text) <= CHUNK:
+            return self._detect(text, 0, len(text))
+        found: list[Finding] = []
+        for start in range(0, len(text), CHUNK):
+            stop = min(len(text), start + CHUNK + _OVERLAP)
+            piece = text[max(0, start - _OVERLAP) : stop]
+            offset = max(0, start - _OVERLAP)
+            for f in self._detect(piece, 0, len(piece)):
+                # Each finding belongs to the chunk its start falls in; overlaps only give context.
+                if start <= f.start + offset < start + CHUNK:
+                    found.append(Finding(f.start + offset, f.end + offset, f.entity, f.value))
+        return _resolve(found)
+
+    def _anchor_ends(self, text: str) -> list[list[int]]:
+        ends: list[list[int]] = [[] for _ in self.recognizers]
+        if self.engine == "re":
+            for i, anchor in enumerate(self._anchors):
+                ends[i] = [m.end() for m in anchor.finditer(text)]
+            return ends
+        data = text.encode("utf-8", "surrogatepass")
+
+        def on_match(pid: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
+            ends[pid].append(end)
+
+        self._db.scan(data, match_event_handler=on_match)
+        if len(data) != len(text):
+            _bytes_to_chars(data, ends)
+        return ends
+
+    def _detect(self, text: str, lo: int, hi: int) -> list[Finding]:
+        found: list[Finding] = []
+        taken = _Intervals()
+        anchor_ends = self._anchor_ends(text)
+        # Highest priority first: a lower one never validates text a higher one already claimed
+        # (phone-number parsing inside card numbers was most of the cost).
+        for i in self._order:
+            ends = anchor_ends[i]
+            if not ends:
+                continue
+            rec, pattern, validate = self.recognizers[i], self._precise[i], self._validators[i]
+            if rec.anchor_len is not None:
+                matches: Iterable[re.Match[str]] = _anchored(
+                    pattern, text, ends, rec.anchor_len, lo, hi
+                )
+                windows = [(lo, hi)]
+            else:
+                windows = _windows(sorted(ends), rec.lookbehind, rec.max_len, lo, hi)
+            for ws, we in windows:
+                if rec.anchor_len is None:
+                    matches = _search_all(pattern, text, ws, we, rec.shrink)
+                for m in matches:
+                    # A match at a window edge may be cut short by it: skip those unless the
+                    # text really ends there (the anchor's own window covers the whole entity).
+                    if (m.start() == ws and ws > lo) or (m.end() == we and we < hi):
+                        continue
+                    if taken.overlaps(m.start(), m.end()) and rec.priority < taken.priority_at(
+                        m.start(), m.end()
+                    ):
+                        continue
+                    hit = m.group()
+                    value = validate(hit)
+                    while value is None and rec.shrink:
+                        cut = max(hit.rfind(" "), hit.rfind("-"))
+                        if cut <= 0:
+                            break
+                        hit = hit[:cut].rstrip(" -")
+                        value = validate(hit)
+                    if value is not None:
+                        f = Finding(m.start(), m.start() + len(hit), rec.entity, value)
+                        found.append(f)
+                        taken.add(f.start, f.end, rec.priority)
+                        if isinstance(matches, _Searcher):
+                            matches.accepted(f.end)
+        return _resolve(found, {r.entity: r.priority for r in self.recognizers})
+
+
+class _Intervals:
+    """Accepted findings so far, for cheap overlap checks while scanning."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._items: list[tuple[int, int, int]] = []
+        self._longest = 0
+
+    def add(self, start: int, end: int, priority: int) -> None:
+        self._longest = max(self._longest, end - start)
+        i = bisect.bisect_left(self._starts, start)
+        self._starts.insert(i, start)
+        self._items.insert(i, (start, end, priority))
+
+    def _around(self, start: int, end: int) -> list[tuple[int, int, int]]:
+        i = bisect.bisect_right(self._starts, end)
+        out = []
+        while i > 0:
+            i -= 1
+            s, e, p = self._items[i]
+            if e > start and s < end:
+                out.append((s, e, p))
+            elif s < start - self._longest:
+                break  # nothing further left can reach `start`
+        return out
+
+    def overlaps(self, start: int, end: int) -> bool:
+        return bool(self._starts) and bool(self._around(start, end))
+
+    def priority_at(self, start: int, end: int) -> int:
+        return max(p for _, _, p in self._around(start, end))
+
+
+class _Searcher:
+    """Like finditer, but a candidate the validator refused does not hide the ones inside it:
+    for recognizers that shrink (cards, phones, IBANs), the search resumes at its next group."""
+
+    def __init__(self, pattern: re.Pattern[str], text: str, lo: int, hi: int) -> None:
+        self._p, self._text, self._pos, self._hi = pattern, text, lo, hi
+        self._last: re.Match[str] | None = None
+
+    def __iter__(self) -> _Searcher:
+        return self
+
+    def __next__(self) -> re.Match[str]:
+        if self._last is not None:  # refused: look again from its next separator
+            s = self._last
+            nxt = min(
+                (
+                    i
+                    for i in (
+                        self._text.find(" ", s.start() + 1, s.end()),
+                        self._text.find("-", s.start() + 1, s.end()),
+                    )
+                    if i > 0
+                ),
+                default=s.end(),
+            )
+            self._pos = max(self._pos, nxt + 1 if nxt < s.end() else s.end())
+        m = self._p.search(self._text, self._pos, self._hi)
+        if m is None:
+            raise StopIteration
+        self._last = m
+        self._pos = m.start() + 1
+        return m
+
+    def accepted(self, end: int) -> None:
+        self._last = None
+        self._pos = end
+
+
+def _search_all(
+    pattern: re.Pattern[str], text: str, lo: int, hi: int, resume_inside: bool
+) -> Iterator[re.Match[str]]:
+    return _Searcher(pattern, text, lo, hi) if resume_inside else pattern.finditer(text, lo, hi)
+
+
+def _anchored(
+    pattern: re.Pattern[str], text: str, ends: list[int], anchor_len: int, lo: int, hi: int
+) -> list[re.Match[str]]:
+    """Try the pattern once where each anchor starts; skip anchors inside an earlier match."""
+    out: list[re.Match[str]] = []
+    covered = lo
+    for e in sorted(ends):
+        start = e - anchor_len
+        if start < covered:
+            continue
+        m = pattern.match(text, start, hi)
+        if m is not None:
+            out.append(m)
+            covered = m.end()
+    return out
+
+
+def _windows(ends: list[int], back: int, ahead: int, lo: int, hi: int) -> list[tuple[int, int]]:
+    """Merge [end-back-1, end+ahead+1] around each anchor end into disjoint windows."""
+    out: list[tuple[int, int]] = []
+    for e in ends:
+        ws, we = max(lo, e - back - 1), min(hi, e + ahead + 1)
+        if out and ws <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], we))
+        else:
+            out.append((ws, we))
+    return out
+
+
+def _bytes_to_chars(data: bytes, ends: list[list[int]]) -> None:
+    """Turn UTF-8 byte offsets into str offsets, in one pass over the text."""
+    wanted = sorted({e for lst in ends for e in lst})
+    mapping: dict[int, int] = {}
+    chars = prev = 0
+    for off in wanted:
+        chars += len(data[prev:off].decode("utf-8", "surrogatepass"))
+        mapping[off] = chars
+        prev = off
+    for lst in ends:
+        lst[:] = [mapping[e] for e in lst]
+
+
+def _resolve(found: list[Finding], priority: dict[str, int] | None = None) -> list[Finding]:
+    """Keep the best of overlapping findings: higher priority, then longer, then earlier."""
+    if len(found) < 2:
+        return sorted(found)
+    prio = priority or {}
+    ranked = sorted(set(found), key=lambda f: (-prio.get(f.entity, 0), -(f.end - f.start), f.start))
+    starts: list[int] = []
+    kept: list[Finding] = []
+    for f in ranked:
+        i = bisect.bisect_right(starts, f.start)
+        if i and kept[i - 1].end > f.start:
+            continue
+        if i < len(kept) and kept[i].start < f.end:
+            continue
+        starts.insert(i, f.start)
+        kept.insert(i, f)
+    return kept
+
+
+_default: Detector | None = None
+
+
+def detect(text: str) -> list[Finding]:
+    """Find PII in `text` with the default recognizers."""
+    global _default
+    if _default is None:
+        _default = Detector()
+    return _default.detect(text)

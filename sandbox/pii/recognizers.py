@@ -1,0 +1,238 @@
+"""What counts as PII: per entity, an anchor, a precise pattern and a validator.
+
+The *anchor* is a short pattern (in the syntax both Hyperscan and Python's `re` accept) that
+every occurrence of the entity contains; the engine finds anchors across the whole text in
+one pass. The precise *pattern* (Python `re`) then runs only in a window around each anchor:
+from `lookbehind` characters before the anchor's end to `max_len` after it. The *validator*
+decides, and returns the normalized value (the key for deterministic tokens) or None.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import phonenumbers
+
+
+@dataclass(frozen=True)
+class Recognizer:
+    entity: str
+    anchor: str
+    pattern: str
+    validate: Callable[[str], str | None]
+    lookbehind: int = 0
+    max_len: int = 256
+    priority: int = 0
+    """Higher wins when two findings overlap (then the longer one)."""
+    caseless: bool = False
+    anchor_len: int | None = None
+    """Set when the entity starts exactly where its fixed-length anchor starts: the precise
+    pattern is then tried once at that position instead of scanning a window."""
+    shrink: bool = False
+    """When the validator refuses a match, retry it cut back at its last space or dash (a card
+    number followed by another number group, a phone number followed by an id)."""
+
+
+# -- validators -----------------------------------------------------------------------------
+
+
+def _email(s: str) -> str | None:
+    local, _, domain = s.rpartition("@")
+    if not local or len(s) > 254 or ".." in s or local.startswith(".") or domain.startswith("-"):
+        return None
+    tld = domain.rsplit(".", 1)[-1]
+    return s.lower() if tld.isalpha() and len(tld) >= 2 else None
+
+
+def luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+_CARD_PREFIX = re.compile(
+    r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|6(?:011|5|4[4-9])|35(?:2[89]|[3-8])|62"
+)
+
+
+def _card(s: str) -> str | None:
+    digits = s.replace(" ", "").replace("-", "")
+    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+        return None
+    if not _CARD_PREFIX.match(digits) or not luhn_ok(digits):
+        return None
+    # Separators, when present, must group the digits the way cards print (4-4-4-4, 4-6-5, ...).
+    if len(digits) != len(s):
+        groups = [len(g) for g in re.split(r"[ -]", s)]
+        if groups not in (
+            [4, 4, 4, 4],
+            [4, 6, 5],
+            [4, 6, 4],
+            [4, 4, 4, 4, 3],
+            [4, 4, 4, 1],
+            [4, 4, 5],
+        ):
+            return None
+    return digits
+
+
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}  # fmt: skip
+
+
+def _iban(s: str) -> str | None:
+    compact = s.replace(" ", "").upper()
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+        return None
+    rearranged = compact[4:] + compact[:4]
+    number = "".join(str(int(ch, 36)) for ch in rearranged)
+    return compact if int(number) % 97 == 1 else None
+
+
+def _ssn(s: str) -> str | None:
+    digits = s.replace("-", "").replace(" ", "")
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return None
+    if len(set(digits)) == 1 or digits in ("123456789", "078051120"):
+        return None
+    return digits
+
+
+def _ipv4(s: str) -> str | None:
+    parts = s.split(".")
+    if any(len(p) > 1 and p[0] == "0" for p in parts):
+        return None  # leading zeros: a version or an id, not how addresses are written
+    try:
+        return str(ipaddress.IPv4Address(s))
+    except ValueError:
+        return None
+
+
+def _ipv6(s: str) -> str | None:
+    if s.count(":") < 2 or ":::" in s:
+        return None
+    try:
+        addr = ipaddress.IPv6Address(s)
+    except ValueError:
+        return None
+    # "10:30:00"-like clock times cannot parse; short all-decimal forms are rarely addresses.
+    return addr.compressed
+
+
+_DATE_OR_TIME = re.compile(
+    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}\b|\d{1,2}:\d{2}"
+)
+
+
+def _phone_validator(region: str) -> Callable[[str], str | None]:
+    def validate(s: str) -> str | None:
+        digits = sum(map(str.isdigit, s))
+        if not 7 <= digits <= 15 or _DATE_OR_TIME.search(s):
+            return None
+        if not s.startswith("+") and not any(ch in s for ch in " -.()"):
+            return None  # a bare digit run is an id far more often than a phone number
+        international = s.startswith("+")
+        try:
+            num = phonenumbers.parse(s, None if international else region)
+        except phonenumbers.NumberParseException:
+            return None
+        # is_valid_number tries every region sharing the country code (25 for +1); the
+        # number's main region, or the default one, settles nearly all of them at once.
+        home = (
+            phonenumbers.region_code_for_country_code(num.country_code or 0)
+            if international
+            else region
+        )
+        if not phonenumbers.is_valid_number_for_region(num, home) and not (
+            international and phonenumbers.is_valid_number(num)
+        ):
+            return None
+        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
+
+    return validate
+
+
+def shannon_bits(s: str) -> float:
+    counts = Counter(s)
+    return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
+
+
+def _secret(s: str) -> str | None:
+    return s
+
+
+def _keyed_secret(s: str) -> str | None:
+    """`api_key = "..."`-style assignments: the value must look random."""
+    value = re.split(r"[:=]", s, maxsplit=1)[-1].strip().strip("\"'")
+    if len(value) < 16 or shannon_bits(value) < 3.3 or value.isalpha() or value.isdigit():
+        return None
+    return value
+
+
+def _bearer(s: str) -> str | None:
+    value = s.split(None, 1)[-1]
+    return value if len(value) >= 20 and shannon_bits(value) >= 3.0 else None
+
+
+# -- the default set ------------------------------------------------------------------------
+
+_EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}"
+# Precise patterns run only in Python, so they may use lookarounds: a phone number is not
+# glued to letters, digits or dots (versions, ids, decimals).
+_PHONE = r"(?<![\w.+-])(?:(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,6}){1,5}|\+\d{7,15})(?![\w.-]?\d)"
+
+
+def default_recognizers(region: str = "US") -> list[Recognizer]:
+    """The built-in recognizers; `region` is where phone numbers without a +country code are from."""
+    secret_tokens = (
+        ("(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", 5, 20),
+        ("gh[pousr]_", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b", 4, 260),
+        ("github_pat_", r"\bgithub_pat_[A-Za-z0-9_]{60,255}\b", 11, 270),
+        ("xox[abposr]-", r"\bxox[abposr]-[A-Za-z0-9-]{10,250}\b", 5, 256),
+        ("[sr]k_(?:live|test)_", r"\b[sr]k_(?:live|test)_[A-Za-z0-9]{16,247}\b", 8, 256),
+        ("sk-", r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{32,200}\b", 3, 210),
+        ("AIza", r"\bAIza[0-9A-Za-z_-]{35}\b", 4, 40),
+        (
+            "eyJ[A-Za-z0-9_-]",
+            r"\beyJ[A-Za-z0-9_-]{8,2000}\.eyJ[A-Za-z0-9_-]{8,4000}\.[A-Za-z0-9_-]{8,2000}",
+            4,
+            8010,
+        ),
+    )
+    return [
+        Recognizer("SECRET", "-----BEGIN ", r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]{16,8192}?-----END [A-Z ]{0,40}PRIVATE KEY-----",
+                   _secret, lookbehind=11, max_len=9000, priority=9, anchor_len=11),
+        *[Recognizer("SECRET", a, p, _secret, lookbehind=lb, max_len=ml, priority=8, anchor_len=lb) for a, p, lb, ml in secret_tokens],
+        Recognizer("SECRET", "[Bb]earer ", r"\b[Bb]earer [A-Za-z0-9._~+/-]{20,500}=*", _bearer, lookbehind=7, max_len=520, priority=7, anchor_len=7),
+        Recognizer("SECRET", "(?:api[_-]?key|apikey|secret|token|password|passwd)",
+                   r"(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|password|passwd|aws_secret_access_key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?[A-Za-z0-9_./+=-]{16,200}",
+                   _keyed_secret, lookbehind=30, max_len=260, priority=6, caseless=True),
+        Recognizer("EMAIL", "@[A-Za-z0-9]", _EMAIL, _email, lookbehind=66, max_len=256, priority=5),
+        Recognizer("IBAN", "[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=4, shrink=True),
+        Recognizer("CREDIT_CARD", "\\d{4}[ -]?\\d{2}", r"(?<![A-Z]{2}\d{2} )\b\d{4}(?:[ -]?\d{1,6}){1,4}\b", _card, lookbehind=8, max_len=23, priority=4, shrink=True),
+        Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
+        Recognizer("IP_ADDRESS", "\\d\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)", _ipv4, lookbehind=12, max_len=15, priority=2),
+        Recognizer("IP_ADDRESS", "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}", _ipv6, lookbehind=40, max_len=39, priority=2),
+        Recognizer("PHONE", "\\d\\d[ .-]\\d\\d|\\+\\d|\\(\\d", _PHONE, _phone_validator(region), lookbehind=24, max_len=32, priority=1, shrink=True),
+    ]  # fmt: skip
+
+
+ENTITIES = ("EMAIL", "PHONE", "CREDIT_CARD", "IBAN", "US_SSN", "IP_ADDRESS", "SECRET")
