@@ -146,7 +146,9 @@ def render_tool(info: ToolInfo, func: str) -> str:
 def _check(source: str, func: str) -> None:
     """The module must parse and contain exactly the statements we emit, nothing smuggled in."""
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # an invalid escape is a bug here, not a warning
+        # An invalid escape is a bug here, not a warning.
+        warnings.simplefilter("error", SyntaxWarning)
+        warnings.simplefilter("error", DeprecationWarning)
         tree = ast.parse(source)
     kinds = [type(node).__name__ for node in tree.body]
     if kinds != [

@@ -242,6 +242,8 @@ class UpstreamPool:
             self.submit(stop()).result(timeout=10)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
 
 
 class _HttpTransport:
