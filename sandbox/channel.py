@@ -139,7 +139,12 @@ class RunChannel:
             self._ctl.setblocking(False)
 
     def collect(
-        self, deadline: float, cap: int, on_call: CallHandler, max_call_bytes: int = 256 * 1024
+        self,
+        deadline: float,
+        cap: int,
+        on_call: CallHandler,
+        max_call_bytes: int = 256 * 1024,
+        on_output: Callable[[str, bytes], None] | None = None,
     ) -> Collected:
         """Read output and serve tool calls until the runtime reports an exit, the container
         dies or the deadline passes.
@@ -198,7 +203,11 @@ class RunChannel:
                     if n == 0:
                         sel.unregister(sock)
                         continue
-                    truncated |= _keep(bufs[sock], view[:n], cap)
+                    buf = bufs[sock]
+                    before = len(buf)
+                    truncated |= _keep(buf, view[:n], cap)
+                    if on_output is not None and len(buf) > before:
+                        on_output("stdout" if sock is out else "stderr", bytes(buf[before:]))
                 if ctl_open:
                     self._flush(ctl, sel)
                 if exit_code is not None:

@@ -8,6 +8,7 @@ one after it warms up. A warm container holds no code until its run begins.
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import fcntl
 import logging
@@ -131,11 +132,14 @@ class Orchestrator:
         session_id: str | None = None,
         limits: Limits | None = None,
         tools: Iterable[str] | None = None,
+        ttl_s: float | None = None,
+        idle_s: float | None = None,
     ) -> Session:
         """Open a session: a fresh workspace, the owner's skills, a warm container if enabled.
 
         `tools` limits which MCP tools its code may call ('crm.get_customer', 'crm.*');
-        None allows every configured tool.
+        None allows every configured tool. `ttl_s` and `idle_s` let `expire_sessions()`
+        close it after that long in total, or that long unused.
 
         Raises:
             InvalidInputError: a bad owner or session id, or that id is already open.
@@ -155,6 +159,7 @@ class Orchestrator:
                 limits or self.settings.limits,
                 tuple(tools) if tools is not None else None,
             )
+            session.ttl_s, session.idle_s = ttl_s, idle_s
             self._sessions[sid] = session
         return session
 
@@ -173,6 +178,23 @@ class Orchestrator:
         if self.bridge is None:
             return []
         return self.bridge.search_tools(query, detail, limit)
+
+    def expire_sessions(self, now: float | None = None) -> list[str]:
+        """Close sessions past their TTL or idle time; returns their ids."""
+        now = time.monotonic() if now is None else now
+        expired = [s for s in self.sessions() if s.expired(now)]
+        for s in expired:
+            s.close()
+        return [s.id for s in expired]
+
+    def skills(self, owner: str) -> SkillStore:
+        """The owner's skills, without opening a session.
+
+        Raises:
+            InvalidInputError: a bad owner id.
+        """
+        validate_id(owner, "owner")
+        return SkillStore(self._storage, owner, self.settings.limits.skills_mb)
 
     def sessions(self) -> list[Session]:
         with self._guard:
@@ -242,6 +264,31 @@ class Orchestrator:
         self.close()
 
 
+class SkillStore:
+    """One owner's skills folder: mounted read-only at /skills in their sandboxes, written only
+    here, within the owner's quota."""
+
+    def __init__(self, storage: Storage, owner: str, quota_mb: int) -> None:
+        self._storage, self.owner, self._quota_mb = storage, owner, quota_mb
+        self._dir = SafeDir(storage.skills_dir(owner))
+
+    def save(self, path: str, data: bytes) -> None:
+        """Raises UnsafePathError, FileTypeError, QuotaExceededError."""
+        self._storage.check_skills_room(self.owner, len(data), self._quota_mb)
+        self._dir.write(path, bytes(data), self._quota_mb * MiB)
+
+    def read(self, path: str) -> bytes:
+        """Raises UnsafePathError, NotFoundError, FileTypeError."""
+        return self._dir.read(path, self._quota_mb * MiB)
+
+    def list(self) -> list[FileEntry]:
+        return self._dir.listing()
+
+    def delete(self, path: str) -> None:
+        """Raises UnsafePathError, NotFoundError, FileTypeError."""
+        self._dir.delete(path)
+
+
 class Session:
     """One agent session: a workspace shared by its runs, the owner's skills, and its runs."""
 
@@ -263,11 +310,14 @@ class Session:
             secrets.token_hex(16), limits.workspace_mb, limits.workspace_inodes
         )
         self._skills = storage.skills_dir(owner)
+        self.skills = SkillStore(storage, owner, limits.skills_mb)
+        self.created = self.last_used = time.monotonic()
+        self.ttl_s: float | None = None
+        self.idle_s: float | None = None
         self.tokenizer: Tokenizer | None = (
             Tokenizer.for_session(orc.pii[0], session_id, orc.pii[1]) if orc.pii else None
         )
         self._files = SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID)
-        self._skill_files = SafeDir(self._skills)
         self._run_lock = threading.Lock()
         self._state = threading.Lock()
         self._closed = False
@@ -279,11 +329,17 @@ class Session:
     # -- runs -----------------------------------------------------------------------------
 
     def run(
-        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+        self,
+        code: str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        on_output: Callable[[str, str], None] | None = None,
     ) -> RunResult:
         """Run Python source in a fresh container and return what it did.
 
         Timeouts, OOM kills and output floods are reported on the result, not raised.
+        `on_output(stream, text)` receives output while the run goes, line by line (PII
+        tokenized like the result), from the calling thread.
 
         Raises:
             InvalidInputError: code, timeout or env are malformed or too large.
@@ -310,8 +366,9 @@ class Session:
                     started = time.monotonic()
                     token = bridge.tokens.mint(self.id, warm.exec_id, timeout + 5) if bridge else ""
                     warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
-                return self._finish(warm, started, started + timeout)
+                return self._finish(warm, started, started + timeout, on_output)
             finally:
+                self.last_used = time.monotonic()
                 if bridge:
                     bridge.tokens.revoke(warm.exec_id)
                 self._cleanups.append(self._orc._pool.submit(self._discard, warm))
@@ -391,11 +448,22 @@ class Session:
             raise
         return _Warm(exec_id, ref, channel)
 
-    def _finish(self, warm: _Warm, started: float, deadline: float) -> RunResult:
+    def _finish(
+        self,
+        warm: _Warm,
+        started: float,
+        deadline: float,
+        on_output: Callable[[str, str], None] | None,
+    ) -> RunResult:
         backend = self._orc.backend
         cap = self.limits.output_bytes
         on_call, max_call_bytes = self._call_handler(warm)
-        got = warm.channel.collect(deadline, cap, on_call, max_call_bytes)
+        lines = _LineStream(on_output, self.tokenizer) if on_output is not None else None
+        got = warm.channel.collect(
+            deadline, cap, on_call, max_call_bytes, lines.feed if lines else None
+        )
+        if lines is not None:
+            lines.flush()
         stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
         exit_code = got.exit_code
         timed_out = got.timed_out
@@ -537,26 +605,35 @@ class Session:
             UnsafePathError, FileTypeError, QuotaExceededError, SessionClosedError.
         """
         self._ensure_open()
-        self._orc._storage.check_skills_room(self.owner, len(data), self.limits.skills_mb)
-        self._skill_files.write(path, bytes(data), self.limits.skills_mb * MiB)
+        self.skills.save(path, data)
 
     def read_skill(self, path: str) -> bytes:
         self._ensure_open()
-        return self._skill_files.read(path, self.limits.skills_mb * MiB)
+        return self.skills.read(path)
 
     def list_skills(self) -> list[FileEntry]:
         self._ensure_open()
-        return self._skill_files.listing()
+        return self.skills.list()
 
     def delete_skill(self, path: str) -> None:
         self._ensure_open()
-        self._skill_files.delete(path)
+        self.skills.delete(path)
 
     # -- lifecycle ------------------------------------------------------------------------
 
     def _ensure_open(self) -> None:
         if self._closed:
             raise SessionClosedError(f"session {self.id} is closed")
+        self.last_used = time.monotonic()
+
+    def expired(self, now: float) -> bool:
+        if self.ttl_s is not None and now - self.created > self.ttl_s:
+            return True
+        return (
+            self.idle_s is not None
+            and now - self.last_used > self.idle_s
+            and not self._run_lock.locked()
+        )
 
     @property
     def closed(self) -> bool:
@@ -590,6 +667,39 @@ class Session:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _LineStream:
+    """Turns output chunks into whole lines for a streaming caller, tokenized per line so a
+    token never straddles two chunks. A line longer than 8 KiB is passed on in pieces."""
+
+    _MAX_HOLD = 8192
+
+    def __init__(self, sink: Callable[[str, str], None], tokenizer: Tokenizer | None) -> None:
+        self._sink, self._tok = sink, tokenizer
+        self._decoders = {
+            s: codecs.getincrementaldecoder("utf-8")("replace") for s in ("stdout", "stderr")
+        }
+        self._held = {"stdout": "", "stderr": ""}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        text = self._held[stream] + self._decoders[stream].decode(data)
+        cut = text.rfind("\n") + 1
+        if cut == 0 and len(text) > self._MAX_HOLD:
+            cut = len(text)
+        self._held[stream] = text[cut:]
+        if cut:
+            self._emit(stream, text[:cut])
+
+    def flush(self) -> None:
+        for stream in ("stdout", "stderr"):
+            rest = self._held[stream] + self._decoders[stream].decode(b"", final=True)
+            self._held[stream] = ""
+            if rest:
+                self._emit(stream, rest)
+
+    def _emit(self, stream: str, text: str) -> None:
+        self._sink(stream, self._tok.tokenize(text) if self._tok is not None else text)
 
 
 def _pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:

@@ -13,10 +13,9 @@ import asyncio
 import fnmatch
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from sandbox.channel import response_frame
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.pii import Tokenizer
+from sandbox.ratelimit import TokenBucket
 
 logger = logging.getLogger(__name__)
 
@@ -45,28 +45,6 @@ class RunContext:
     bucket: TokenBucket
     tokenizer: Tokenizer | None = None
     """The session's: arguments are detokenized on the way out, results tokenized on the way in."""
-
-
-@dataclass
-class TokenBucket:
-    rate: float
-    burst: int
-    clock: Callable[[], float] = time.monotonic
-    _level: float = field(default=-1.0)
-    _at: float = 0.0
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def take(self) -> bool:
-        with self._lock:
-            now = self.clock()
-            if self._level < 0:
-                self._level, self._at = float(self.burst), now
-            self._level = min(self.burst, self._level + (now - self._at) * self.rate)
-            self._at = now
-            if self._level < 1:
-                return False
-            self._level -= 1
-            return True
 
 
 def allowed(patterns: tuple[str, ...] | None, server: str, tool: str) -> bool:

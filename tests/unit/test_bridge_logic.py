@@ -11,10 +11,11 @@ import pytest
 
 from sandbox.audit import AuditLog
 from sandbox.bridge.config import HttpServer, StdioServer, load_config
-from sandbox.bridge.endpoint import RunContext, TokenBucket, ToolBridge, allowed
+from sandbox.bridge.endpoint import RunContext, ToolBridge, allowed
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
+from sandbox.ratelimit import TokenBucket
 
 
 class Clock:
