@@ -15,6 +15,8 @@ from sandbox.settings import Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 images_app = typer.Typer(no_args_is_help=True, help="Build and inspect the sandbox image.")
 app.add_typer(images_app, name="images")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys: each names one owner.")
+app.add_typer(keys_app, name="keys")
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -85,6 +87,142 @@ def images_build(
     except SandboxError as exc:
         raise _fail(exc) from exc
     typer.echo(tag)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8080).")] = None,
+) -> None:
+    """Serve the HTTP API, with the MCP endpoint at /mcp."""
+    from sandbox.http_api import serve as run_server
+
+    settings = Settings()
+    run_server(settings, host or settings.api.host, port or settings.api.port)
+
+
+@app.command()
+def mcp(
+    owner: Annotated[
+        str, typer.Option(help="Owner of the sessions (whose /skills they see).")
+    ] = "mcp",
+) -> None:
+    """Serve MCP over stdio (for Claude Desktop, Claude Code, Cursor...)."""
+    from sandbox.mcp_server import run_stdio
+
+    logging.getLogger().setLevel(logging.ERROR)  # stdout belongs to the protocol
+    run_stdio(Settings(), owner)
+
+
+@keys_app.command("create")
+def keys_create(owner: Annotated[str, typer.Option(help="The owner this key acts for.")]) -> None:
+    """Create a key and print it once; only its hash is kept."""
+    from sandbox.keys import KeyStore
+
+    try:
+        record, secret = KeyStore(Settings().data_dir / "keys.json").create(owner)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(secret)
+    typer.echo(f"key {record.id} for owner {record.owner!r}; it is not shown again", err=True)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (ids and owners, never the keys)."""
+    import datetime
+
+    from sandbox.keys import KeyStore
+
+    for k in KeyStore(Settings().data_dir / "keys.json").list():
+        created = datetime.datetime.fromtimestamp(k.created, datetime.UTC).isoformat(
+            timespec="seconds"
+        )
+        typer.echo(f"{k.id}  {k.owner:<24} created {created}{'  REVOKED' if k.revoked else ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id (from `keys list`).")],
+) -> None:
+    """Revoke a key at once."""
+    from sandbox.keys import KeyStore
+
+    try:
+        KeyStore(Settings().data_dir / "keys.json").revoke(key_id)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    typer.echo(f"revoked {key_id}")
+
+
+@app.command()
+def doctor() -> None:
+    """Check the engine, image, runtimes and settings, and say how to fix what is missing."""
+    import shutil
+
+    from sandbox.backends.docker import DockerBackend, DockerBackendConfig
+    from sandbox.images import image_tag
+    from sandbox.pii import HYPERSCAN
+
+    problems = 0
+
+    def check(ok: bool, what: str, fix: str) -> None:
+        nonlocal problems
+        problems += not ok
+        typer.secho(
+            f"{'ok  ' if ok else 'FAIL'} {what}" + ("" if ok else f"\n     fix: {fix}"),
+            fg=typer.colors.GREEN if ok else typer.colors.RED,
+        )
+
+    try:
+        settings = Settings()
+    except ValueError as exc:
+        typer.secho(f"FAIL settings: {exc}", fg=typer.colors.RED)
+        raise typer.Exit(1) from exc
+    check(
+        True, f"settings (data dir {settings.data_dir}, controller {settings.controller_id!r})", ""
+    )
+    try:
+        backend = DockerBackend(DockerBackendConfig(base_url=settings.docker_host))
+        backend.ping()
+        engine_ok = True
+    except SandboxError:
+        engine_ok = False
+    check(
+        engine_ok,
+        "Docker engine answers",
+        "start one: apt-get install -y docker.io && (dockerd >/tmp/dockerd.log 2>&1 &), or scripts/setup.sh",
+    )
+    if engine_ok:
+        tag = settings.image or image_tag()
+        check(backend.image_exists(tag), f"sandbox image {tag}", "sandbox images build")
+        registered = backend.info().get("Runtimes")
+        runtimes = set(registered) if isinstance(registered, dict) else set()
+        check(
+            settings.runtime in runtimes or not runtimes,
+            f"runtime {settings.runtime!r} registered",
+            "register runsc in /etc/docker/daemon.json and restart dockerd",
+        )
+    check(
+        settings.workspace_backing != "directory",
+        f"workspace quota ({settings.workspace_backing})",
+        "run the controller as root so workspaces are size-capped tmpfs mounts",
+    )
+    check(
+        HYPERSCAN, "hyperscan for fast PII scanning", "pip install hyperscan (x86_64/aarch64 Linux)"
+    )
+    check(
+        shutil.which("debootstrap") is not None or engine_ok,
+        "debootstrap (offline base image)",
+        "apt-get install -y debootstrap",
+    )
+    if settings.mcp_config is not None:
+        check(
+            settings.mcp_config.exists(),
+            f"MCP config {settings.mcp_config}",
+            "fix SANDBOX_MCP_CONFIG",
+        )
+    raise typer.Exit(1 if problems else 0)
 
 
 def main() -> None:

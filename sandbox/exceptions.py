@@ -11,7 +11,14 @@
     ├── BackendError (RuntimeError)            the container engine failed
     │   ├── BackendUnavailableError (ConnectionError)   no engine answers
     │   └── ContainerStartError                a container did not come up in time
-    └── ImageBuildError (RuntimeError)         the sandbox image could not be built
+    ├── ImageBuildError (RuntimeError)         the sandbox image could not be built
+    ├── AuthenticationError (PermissionError)  the API refused the key (client side)
+    ├── RateLimitedError                       the API asked to slow down (client side)
+    └── ApiError                               any other error status from the API (client side)
+
+Errors raised by `sandbox.client` carry the server's `code`, `status` and message; a server
+error code maps to the same class the embedded Orchestrator raises (`not_found` →
+NotFoundError, `unsafe_path` → UnsafePathError, ...).
 
 Sandbox code that times out, runs out of memory or floods its output is not an error of
 the controller: those outcomes are reported on the RunResult (`timed_out`, `oom_killed`,
@@ -67,3 +74,17 @@ class ContainerStartError(BackendError):
 
 class ImageBuildError(SandboxError, RuntimeError):
     """The sandbox image could not be built."""
+
+
+class AuthenticationError(SandboxError, PermissionError):
+    """The API refused the key."""
+
+
+class RateLimitedError(SandboxError):
+    """The API asked the client to slow down; `retry_after` says for how long, if it said."""
+
+    retry_after: float | None = None
+
+
+class ApiError(SandboxError):
+    """An error status from the API with no more specific class."""

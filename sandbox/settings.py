@@ -28,6 +28,27 @@ class PiiSettings(BaseModel):
     """Older master secrets by key id, still readable for sessions opened under them."""
 
 
+class ApiSettings(BaseModel):
+    """The HTTP API's limits."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    max_body_bytes: int = Field(65 * 1024 * 1024, ge=1024)
+    """Largest request body (uploads included); larger ones get 413 before they are read."""
+    body_timeout_s: float = Field(30.0, gt=0)
+    """A body that takes longer than this to arrive gets 408."""
+    rate_per_s: float = Field(20.0, gt=0)
+    rate_burst: int = Field(40, ge=1)
+    runs_per_key: int = Field(4, ge=1)
+    runs_total: int = Field(16, ge=1)
+    run_queue: int = Field(64, ge=0)
+    """Runs waiting for a slot beyond this get 429."""
+    sessions_per_owner: int = Field(32, ge=1)
+    session_ttl_s: float = Field(8 * 3600, gt=0)
+    session_idle_s: float = Field(3600, gt=0)
+    max_connections: int = Field(512, ge=8)
+
+
 class Settings(BaseSettings):
     """`SANDBOX_*` environment variables or a `.env` file; nested limits as `SANDBOX_LIMITS__TIMEOUT_S`."""
 
@@ -56,6 +77,7 @@ class Settings(BaseSettings):
     """An `mcpServers` JSON file: their tools become the code API mounted at /servers."""
     tool_limits: ToolLimits = ToolLimits()
     pii: PiiSettings = PiiSettings()
+    api: ApiSettings = ApiSettings()
     audit_log: Path | None = None
     """Where the audit trail goes; None means `<data_dir>/audit.log`."""
 

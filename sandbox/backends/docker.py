@@ -89,6 +89,11 @@ class DockerBackend:
         with map_docker_errors("ping"):
             self._api.ping()
 
+    def info(self) -> dict[str, object]:
+        """The engine's `docker info` (runtimes, cgroup version, ...)."""
+        with map_docker_errors("info"):
+            return dict(self._api.info())
+
     def create(self, spec: LaunchSpec) -> ContainerRef:
         host_config = self._api.create_host_config(
             binds={

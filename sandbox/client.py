@@ -1,0 +1,445 @@
+"""Python client for the HTTP API, with the same session interface as the embedded Orchestrator:
+
+    from sandbox.client import Client
+    with Client("http://127.0.0.1:8080", api_key="sbx_...") as client:
+        with client.session() as s:
+            r = s.run("print(1)")
+
+`AsyncClient` has the same methods, awaited (and `aclose()`). Errors carry the server's code
+and message and use the embedded API's classes (NotFoundError, UnsafePathError, ...).
+Only idempotent requests (GET, PUT, DELETE) are retried, on connection errors and 502/503/504.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from sandbox.exceptions import (
+    ApiError,
+    AuthenticationError,
+    BackendError,
+    BackendUnavailableError,
+    FileTypeError,
+    InvalidInputError,
+    NotFoundError,
+    QuotaExceededError,
+    RateLimitedError,
+    SandboxError,
+    UnsafePathError,
+)
+from sandbox.models import FileEntry, RunResult
+
+_CODES: dict[str, type[SandboxError]] = {
+    "not_found": NotFoundError,
+    "unsafe_path": UnsafePathError,
+    "invalid_input": InvalidInputError,
+    "invalid_request": InvalidInputError,
+    "malformed_json": InvalidInputError,
+    "not_a_regular_file": FileTypeError,
+    "quota_exceeded": QuotaExceededError,
+    "body_too_large": QuotaExceededError,
+    "unauthorized": AuthenticationError,
+    "rate_limited": RateLimitedError,
+    "queue_full": RateLimitedError,
+    "too_many_sessions": RateLimitedError,
+    "backend_unavailable": BackendUnavailableError,
+    "backend_error": BackendError,
+}
+_IDEMPOTENT = {"GET", "PUT", "DELETE", "HEAD"}
+_RETRY_STATUS = {502, 503, 504}
+
+
+@dataclass(frozen=True)
+class OutputEvent:
+    """A piece of output while a streamed run goes."""
+
+    stream: str
+    text: str
+
+
+class _BaseClient:
+    """Everything that is not I/O: URLs, headers, retries, error mapping."""
+
+    def __init__(
+        self, base_url: str, api_key: str | None, timeout: float, retries: int, verify: bool
+    ):
+        if not verify:
+            warnings.warn("TLS certificate verification is disabled for this client", stacklevel=3)
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout, self._retries, self._verify = timeout, retries, verify
+
+    def __repr__(self) -> str:  # the API key never appears here
+        return f"{type(self).__name__}({self.base_url!r})"
+
+    def _should_retry(self, method: str, attempt: int, status: int | None) -> bool:
+        return (
+            method in _IDEMPOTENT
+            and attempt < self._retries
+            and (status is None or status in _RETRY_STATUS)
+        )
+
+    @staticmethod
+    def _backoff(attempt: int) -> float:
+        return float(min(2.0, 0.1 * 2**attempt))
+
+    @staticmethod
+    def _raise_for(response: httpx.Response) -> None:
+        if response.is_success:
+            return
+        try:
+            err = response.json()["error"]
+            code, message = str(err["code"]), str(err["message"])
+        except (ValueError, KeyError, TypeError):
+            code, message = "http_error", response.text[:300] or response.reason_phrase
+        exc = _CODES.get(code, ApiError)(f"{message} [{code}, HTTP {response.status_code}]")
+        exc.code, exc.status = code, response.status_code  # type: ignore[attr-defined]
+        if isinstance(exc, RateLimitedError) and "retry-after" in response.headers:
+            with contextlib.suppress(ValueError):
+                exc.retry_after = float(response.headers["retry-after"])
+        raise exc
+
+    @staticmethod
+    def _path(path: str) -> str:
+        return quote(path, safe="/")
+
+    @staticmethod
+    def _session_body(
+        ttl_s: float | None, idle_s: float | None, tools: list[str] | None
+    ) -> dict[str, Any]:
+        return {
+            k: v
+            for k, v in {"ttl_s": ttl_s, "idle_s": idle_s, "tools": tools}.items()
+            if v is not None
+        }
+
+    @staticmethod
+    def _run_body(code: str, timeout: float | None, env: dict[str, str] | None) -> dict[str, Any]:
+        return {
+            k: v for k, v in {"code": code, "timeout": timeout, "env": env}.items() if v is not None
+        }
+
+
+def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
+    event, data = "message", list[str]()
+    for line in lines:
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = "message", list[str]()
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())
+
+
+def _event(kind: str, data: str) -> OutputEvent | RunResult:
+    if kind == "result":
+        return RunResult.model_validate_json(data)
+    if kind == "error":
+        raise ApiError(json.loads(data).get("message", "run failed"))
+    return OutputEvent(kind, json.loads(data))
+
+
+class Client(_BaseClient):
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        api_key: str | None = None,
+        *,
+        timeout: float = 330.0,
+        retries: int = 2,
+        verify: bool = True,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, retries, verify)
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        attempt = 0
+        while True:
+            try:
+                response = self._http.request(method, url, **kw)
+            except httpx.TransportError as exc:
+                if not self._should_retry(method, attempt, None):
+                    raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+            else:
+                if not self._should_retry(method, attempt, response.status_code):
+                    self._raise_for(response)
+                    return response
+            time.sleep(self._backoff(attempt))
+            attempt += 1
+
+    def session(
+        self,
+        *,
+        ttl_s: float | None = None,
+        idle_s: float | None = None,
+        tools: list[str] | None = None,
+    ) -> RemoteSession:
+        info = self.request(
+            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools)
+        ).json()
+        return RemoteSession(self, info["id"], info["owner"])
+
+    def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        return self.request("GET", "/v1/tools", params=params).json()  # type: ignore[no-any-return]
+
+    def list_skills(self) -> list[FileEntry]:
+        return [FileEntry.model_validate(e) for e in self.request("GET", "/v1/skills").json()]
+
+    def read_skill(self, path: str) -> bytes:
+        return self.request("GET", f"/v1/skills/{self._path(path)}").content
+
+    def save_skill(self, path: str, data: bytes) -> None:
+        self.request("PUT", f"/v1/skills/{self._path(path)}", content=data)
+
+    def delete_skill(self, path: str) -> None:
+        self.request("DELETE", f"/v1/skills/{self._path(path)}")
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class RemoteSession:
+    """A session on the server; the same methods as `sandbox.Session`."""
+
+    def __init__(self, client: Client, session_id: str, owner: str) -> None:
+        self._c, self.id, self.owner = client, session_id, owner
+        self._base = f"/v1/sessions/{session_id}"
+
+    def run(
+        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> RunResult:
+        r = self._c.request(
+            "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
+        )
+        return RunResult.model_validate(r.json())
+
+    def stream(
+        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> Iterator[OutputEvent | RunResult]:
+        """Output events while the run goes, then its RunResult."""
+        body = self._c._run_body(code, timeout, env)
+        with self._c._http.stream("POST", f"{self._base}/runs/stream", json=body) as response:
+            if not response.is_success:
+                response.read()
+                self._c._raise_for(response)
+            for kind, data in _sse(response.iter_lines()):
+                yield _event(kind, data)
+
+    def upload(self, path: str, data: bytes) -> None:
+        self._c.request("PUT", f"{self._base}/files/{self._c._path(path)}", content=data)
+
+    def download(self, path: str) -> bytes:
+        return self._c.request("GET", f"{self._base}/files/{self._c._path(path)}").content
+
+    def read_text(self, path: str, max_bytes: int = 65536) -> str:
+        r = self._c.request(
+            "GET", f"{self._base}/preview/{self._c._path(path)}", params={"max_bytes": max_bytes}
+        )
+        return str(r.json()["text"])
+
+    def list_files(self, path: str = "") -> list[FileEntry]:
+        r = self._c.request("GET", f"{self._base}/files", params={"path": path})
+        return [FileEntry.model_validate(e) for e in r.json()]
+
+    def delete_file(self, path: str) -> None:
+        self._c.request("DELETE", f"{self._base}/files/{self._c._path(path)}")
+
+    def save_skill(self, path: str, data: bytes) -> None:
+        self._c.save_skill(path, data)
+
+    def read_skill(self, path: str) -> bytes:
+        return self._c.read_skill(path)
+
+    def list_skills(self) -> list[FileEntry]:
+        return self._c.list_skills()
+
+    def delete_skill(self, path: str) -> None:
+        self._c.delete_skill(path)
+
+    def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        return self._c.search_tools(query, detail, limit)
+
+    def close(self) -> None:
+        with contextlib.suppress(NotFoundError):  # already expired or closed
+            self._c.request("DELETE", self._base)
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class AsyncClient(_BaseClient):
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8080",
+        api_key: str | None = None,
+        *,
+        timeout: float = 330.0,
+        retries: int = 2,
+        verify: bool = True,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, retries, verify)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers=self._headers,
+            timeout=timeout,
+            verify=verify,
+            transport=transport,
+        )
+
+    async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        import asyncio
+
+        attempt = 0
+        while True:
+            try:
+                response = await self._http.request(method, url, **kw)
+            except httpx.TransportError as exc:
+                if not self._should_retry(method, attempt, None):
+                    raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+            else:
+                if not self._should_retry(method, attempt, response.status_code):
+                    self._raise_for(response)
+                    return response
+            await asyncio.sleep(self._backoff(attempt))
+            attempt += 1
+
+    async def session(
+        self,
+        *,
+        ttl_s: float | None = None,
+        idle_s: float | None = None,
+        tools: list[str] | None = None,
+    ) -> AsyncRemoteSession:
+        r = await self.request(
+            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools)
+        )
+        info = r.json()
+        return AsyncRemoteSession(self, info["id"], info["owner"])
+
+    async def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        return (await self.request("GET", "/v1/tools", params=params)).json()  # type: ignore[no-any-return]
+
+    async def list_skills(self) -> list[FileEntry]:
+        return [
+            FileEntry.model_validate(e) for e in (await self.request("GET", "/v1/skills")).json()
+        ]
+
+    async def save_skill(self, path: str, data: bytes) -> None:
+        await self.request("PUT", f"/v1/skills/{self._path(path)}", content=data)
+
+    async def read_skill(self, path: str) -> bytes:
+        return (await self.request("GET", f"/v1/skills/{self._path(path)}")).content
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+
+class AsyncRemoteSession:
+    def __init__(self, client: AsyncClient, session_id: str, owner: str) -> None:
+        self._c, self.id, self.owner = client, session_id, owner
+        self._base = f"/v1/sessions/{session_id}"
+
+    async def run(
+        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> RunResult:
+        r = await self._c.request(
+            "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
+        )
+        return RunResult.model_validate(r.json())
+
+    async def stream(
+        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+    ) -> AsyncIterator[OutputEvent | RunResult]:
+        body = self._c._run_body(code, timeout, env)
+        async with self._c._http.stream("POST", f"{self._base}/runs/stream", json=body) as response:
+            if not response.is_success:
+                await response.aread()
+                self._c._raise_for(response)
+            lines = [line async for line in response.aiter_lines()]
+        for kind, data in _sse(iter(lines)):
+            yield _event(kind, data)
+
+    async def upload(self, path: str, data: bytes) -> None:
+        await self._c.request("PUT", f"{self._base}/files/{self._c._path(path)}", content=data)
+
+    async def download(self, path: str) -> bytes:
+        return (await self._c.request("GET", f"{self._base}/files/{self._c._path(path)}")).content
+
+    async def read_text(self, path: str, max_bytes: int = 65536) -> str:
+        r = await self._c.request(
+            "GET", f"{self._base}/preview/{self._c._path(path)}", params={"max_bytes": max_bytes}
+        )
+        return str(r.json()["text"])
+
+    async def list_files(self, path: str = "") -> list[FileEntry]:
+        r = await self._c.request("GET", f"{self._base}/files", params={"path": path})
+        return [FileEntry.model_validate(e) for e in r.json()]
+
+    async def delete_file(self, path: str) -> None:
+        await self._c.request("DELETE", f"{self._base}/files/{self._c._path(path)}")
+
+    async def search_tools(
+        self, query: str = "", detail: str = "summary", limit: int = 20
+    ) -> list[dict[str, Any]]:
+        return await self._c.search_tools(query, detail, limit)
+
+    async def aclose(self) -> None:
+        with contextlib.suppress(NotFoundError):
+            await self._c.request("DELETE", self._base)
+
+    async def __aenter__(self) -> AsyncRemoteSession:
+        return self
+
+    async def __aexit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
