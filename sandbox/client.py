@@ -111,7 +111,9 @@ class _BaseClient:
 
     @staticmethod
     def _path(path: str) -> str:
-        return quote(path, safe="/")
+        # Dot segments are encoded so URL normalization cannot drop them: the server must see
+        # (and refuse) a '..' rather than silently get another path.
+        return "/".join("%2E" * len(seg) if seg in (".", "..") else quote(seg, safe="") for seg in path.split("/"))
 
     @staticmethod
     def _session_body(

@@ -6,8 +6,8 @@ Blocking calls into the Orchestrator run in worker threads. Errors are JSON with
 code: {"error": {"code": "not_found", "message": "..."}}.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: FastAPI reads route annotations at runtime,
+# and the `Key` dependency alias is local to create_app.
 import asyncio
 import contextlib
 import json
@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sandbox.exceptions import (
@@ -248,7 +249,7 @@ def create_app(
 
     from sandbox.mcp_server import build_mcp_server
 
-    mcp_server = build_mcp_server(lambda: orc(), keystore=keystore)
+    mcp_server = build_mcp_server(lambda: orc(), keystore=keystore, idle_s=api.session_idle_s)
     mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=api.host)
 
     @contextlib.asynccontextmanager
@@ -320,6 +321,18 @@ def create_app(
             return _error(400, "malformed_json", "request body is not valid JSON")
         where = ".".join(str(p) for p in first.get("loc", ()))
         return _error(422, "invalid_request", f"{where}: {first.get('msg', 'invalid')}"[:300])
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        detail = str(exc.detail)
+        code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
+            exc.status_code, "bad_request"
+        )
+        if "parsing the body" in detail:
+            code, detail = "malformed_json", "request body is not valid JSON"
+        return _error(
+            exc.status_code, code, detail[:300], dict(exc.headers) if exc.headers else None
+        )
 
     @app.exception_handler(RecursionError)
     async def on_recursion(_: Request, exc: RecursionError) -> JSONResponse:

@@ -9,7 +9,6 @@ session opened under one key is never served to another.
 from __future__ import annotations
 
 import threading
-import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -30,56 +29,54 @@ appears as tokens like [EMAIL_1]; pass the tokens on to other tools unchanged.
 
 
 class _Sessions:
-    """Sandbox sessions by MCP session; closed when the MCP session goes away."""
+    """Sandbox sessions by MCP client.
+
+    Over stdio the process serves one client, so it has one sandbox session. Over HTTP the
+    client is the API key's owner plus the `Mcp-Session-Id` header when the client sends one
+    (protocol versions without sessions share one sandbox session per owner). Idle HTTP
+    sessions are closed by the orchestrator's expiry like any other.
+    """
 
     def __init__(
-        self, get_orc: Callable[[], Orchestrator], keys: KeyStore | None, owner: str | None
+        self,
+        get_orc: Callable[[], Orchestrator],
+        keys: KeyStore | None,
+        owner: str | None,
+        idle_s: float | None,
     ):
-        self._get_orc, self._keys, self._owner = get_orc, keys, owner
+        self._get_orc, self._keys, self._owner, self._idle_s = get_orc, keys, owner, idle_s
         self._lock = threading.Lock()
-        self._by_mcp: dict[int, tuple[str, Session]] = {}
+        self._by_client: dict[tuple[str, str], Session] = {}
 
-    def owner(self, ctx: Context) -> str:
+    def _client(self, ctx: Context) -> tuple[str, str]:
         headers = ctx.headers
         if headers is None:  # stdio: the owner was fixed when the server started
             if self._owner is None:
                 raise ToolError("no owner configured for this MCP server")
-            return self._owner
-        auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
-        scheme, _, value = auth.partition(" ")
+            return self._owner, "stdio"
+        lowered = {k.lower(): v for k, v in headers.items()}
+        scheme, _, value = lowered.get("authorization", "").partition(" ")
         key = (
             self._keys.verify(value.strip()) if self._keys and scheme.lower() == "bearer" else None
         )
         if key is None:
             raise ToolError("unauthorized: a valid API key is required")
-        return key.owner
+        return key.owner, lowered.get("mcp-session-id", "default")[:128]
 
     def get(self, ctx: Context) -> Session:
-        owner = self.owner(ctx)
-        mcp_session = ctx.session
-        ident = id(mcp_session)
+        owner, client = self._client(ctx)
         with self._lock:
-            known = self._by_mcp.get(ident)
-            if known is not None and known[0] == owner and not known[1].closed:
-                return known[1]
-            if known is not None and known[0] != owner:
-                raise ToolError("this MCP session belongs to another API key")
-            session = self._get_orc().session(owner=owner)
-            self._by_mcp[ident] = (owner, session)
-        weakref.finalize(mcp_session, self._drop, ident)
-        return session
-
-    def _drop(self, ident: int) -> None:
-        with self._lock:
-            entry = self._by_mcp.pop(ident, None)
-        if entry is not None:
-            entry[1].close()
+            session = self._by_client.get((owner, client))
+            if session is None or session.closed:
+                session = self._get_orc().session(owner=owner, idle_s=self._idle_s)
+                self._by_client[(owner, client)] = session
+            return session
 
     def close_all(self) -> None:
         with self._lock:
-            entries = list(self._by_mcp.values())
-            self._by_mcp.clear()
-        for _, session in entries:
+            sessions = list(self._by_client.values())
+            self._by_client.clear()
+        for session in sessions:
             session.close()
 
 
@@ -88,10 +85,11 @@ def build_mcp_server(
     *,
     keystore: KeyStore | None = None,
     owner: str | None = None,
+    idle_s: float | None = None,
 ) -> MCPServer:
     """An MCPServer whose tools drive sessions of the orchestrator `get_orc()` returns."""
     mcp = MCPServer("sandbox", instructions=INSTRUCTIONS, log_level="WARNING")
-    sessions = _Sessions(get_orc, keystore, owner)
+    sessions = _Sessions(get_orc, keystore, owner, idle_s)
     mcp.sandbox_sessions = sessions  # type: ignore[attr-defined]
 
     def call(fn: Callable[[], Any]) -> Any:
@@ -158,8 +156,8 @@ def build_mcp_server(
 def run_stdio(settings: Any, owner: str) -> None:
     """Serve MCP over stdio with one orchestrator for the life of the process."""
     orc = Orchestrator(settings)
+    server = build_mcp_server(lambda: orc, owner=owner)
     try:
-        server = build_mcp_server(lambda: orc, owner=owner)
         server.run()
     finally:
         server.sandbox_sessions.close_all()  # type: ignore[attr-defined]
