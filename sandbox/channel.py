@@ -59,7 +59,13 @@ class RunChannel:
         self.dir.mkdir(mode=0o711)
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         path = self.dir / SOCKET_NAME
-        self._listener.bind(str(path))
+        # Bind through a short /proc path: a socket path over 107 bytes cannot be bound
+        # directly, and data directories can be deep.
+        dir_fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            self._listener.bind(f"/proc/self/fd/{dir_fd}/{SOCKET_NAME}")
+        finally:
+            os.close(dir_fd)
         try:
             os.chown(path, uid, gid)
             os.chmod(path, 0o600)

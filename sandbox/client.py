@@ -113,7 +113,10 @@ class _BaseClient:
     def _path(path: str) -> str:
         # Dot segments are encoded so URL normalization cannot drop them: the server must see
         # (and refuse) a '..' rather than silently get another path.
-        return "/".join("%2E" * len(seg) if seg in (".", "..") else quote(seg, safe="") for seg in path.split("/"))
+        return "/".join(
+            "%2E" * len(seg) if seg in (".", "..") else quote(seg, safe="")
+            for seg in path.split("/")
+        )
 
     @staticmethod
     def _session_body(

@@ -60,7 +60,9 @@ def ensure_image(
     with tempfile.TemporaryDirectory(prefix="sbx-build-") as tmp:
         context = Path(tmp)
         shutil.copy(images_dir() / "Dockerfile.sandbox", context / "Dockerfile.sandbox")
-        shutil.copy(_RUNTIME, context / "sbxrt.py")
+        # The same layout as the repository, so compose can build from the repository root.
+        (context / "sandbox" / "runtime").mkdir(parents=True)
+        shutil.copy(_RUNTIME, context / "sandbox" / "runtime" / "sbxrt.py")
         say(f"building {tag} from {base}")
         backend.build_image(
             context, "Dockerfile.sandbox", tag, {"BASE_IMAGE": base}, {IMAGE_LABEL: "1"}, say

@@ -155,6 +155,11 @@ def build_mcp_server(
 
 def run_stdio(settings: Any, owner: str) -> None:
     """Serve MCP over stdio with one orchestrator for the life of the process."""
+    import signal
+    import sys
+
+    # MCP clients end a stdio server with SIGTERM; exit through `finally` so sessions close.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     orc = Orchestrator(settings)
     server = build_mcp_server(lambda: orc, owner=owner)
     try:

@@ -41,5 +41,7 @@ PY
   fi
 fi
 
-log "sandbox image"
-sandbox images build
+if [ "${1:-}" != "--no-image" ]; then
+  log "sandbox image"
+  sandbox images build
+fi

@@ -25,6 +25,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.docker)
 
 
+def _unmount_under(base: Path) -> None:
+    """Workspace tmpfs mounts a crashed test left under pytest's temp dir (THREATS K13)."""
+    from sandbox.storage import _umount
+
+    mounts = [line.split()[4] for line in Path("/proc/self/mountinfo").read_text().splitlines()]
+    for point in sorted((m for m in mounts if m.startswith(str(base))), key=len, reverse=True):
+        _umount(Path(point))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_leftover_mounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    yield
+    _unmount_under(tmp_path_factory.getbasetemp())
+
+
 @pytest.fixture(scope="session")
 def backend() -> Iterator[DockerBackend]:
     try:

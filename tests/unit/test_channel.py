@@ -25,8 +25,8 @@ def channel(tmp_path: Path) -> Iterator[RunChannel]:
     ch.close()
 
 
-def start_runtime(channel: RunChannel) -> subprocess.Popen[bytes]:
-    env = {"SBX_SOCKET": str(channel.dir / SOCKET_NAME), "PATH": os.environ["PATH"]}
+def start_runtime(channel: RunChannel, dial: Path | None = None) -> subprocess.Popen[bytes]:
+    env = {"SBX_SOCKET": str(dial or channel.dir / SOCKET_NAME), "PATH": os.environ["PATH"]}
     proc = subprocess.Popen([sys.executable, "-I", str(RUNTIME)], env=env)
     channel.accept_runtime(time.monotonic() + 10)
     return proc
@@ -39,8 +39,9 @@ def run(
     timeout: float = 10,
     cap: int = 1 << 20,
     env: dict[str, str] | None = None,
+    dial: Path | None = None,
 ):  # type: ignore[no-untyped-def]
-    proc = start_runtime(channel)
+    proc = start_runtime(channel, dial)
     try:
         channel.deliver(code, env or {}, str(cwd), "tok")
         return channel.collect(time.monotonic() + timeout, cap, lambda body, reply: None)
@@ -131,6 +132,21 @@ def test_the_listener_is_gone_once_the_runtime_is_in(channel: RunChannel) -> Non
         channel.close()
         proc.kill()
         proc.wait()
+
+
+def test_a_deep_runs_folder_still_gets_a_working_socket(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    ch = RunChannel(deep, os.getuid(), os.getgid())
+    assert len(str(ch.dir / SOCKET_NAME)) > 108
+    # In a container the runtime dials the short /run/sbx/sbx.sock of its bind mount; a short
+    # symlink to the folder stands in for that here.
+    (tmp_path / "m").symlink_to(ch.dir)
+    try:
+        got = run(ch, "print('deep')", tmp_path, dial=tmp_path / "m" / SOCKET_NAME)
+    finally:
+        ch.close()
+    assert got.stdout == b"deep\n"
 
 
 def test_a_bad_handshake_fails_the_start(channel: RunChannel) -> None:
