@@ -1,0 +1,105 @@
+"""`sandbox serve` and the `sandbox keys` commands as real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import httpx
+
+from sandbox.backends.base import LABEL_CONTROLLER, LABEL_MANAGED
+from sandbox.client import Client
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    return {
+        **os.environ,
+        "SANDBOX_DATA_DIR": str(settings.data_dir),
+        "SANDBOX_CONTROLLER_ID": settings.controller_id,
+        "SANDBOX_IMAGE": settings.image or "",
+    }
+
+
+def test_keys_are_created_listed_and_revoked_from_the_cli(make_settings) -> None:  # type: ignore[no-untyped-def]
+    env = env_for(make_settings())
+    created = subprocess.run(
+        ["sandbox", "keys", "create", "--owner", "alice"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    key = created.stdout.strip()
+    assert key.startswith("sbx_") and "not shown again" in created.stderr
+    key_id = key.split("_")[1]
+    listed = subprocess.run(
+        ["sandbox", "keys", "list"], env=env, capture_output=True, text=True, check=True
+    )
+    assert key_id in listed.stdout and "alice" in listed.stdout and key not in listed.stdout
+    subprocess.run(["sandbox", "keys", "revoke", key_id], env=env, check=True, capture_output=True)
+    assert (
+        "REVOKED"
+        in subprocess.run(
+            ["sandbox", "keys", "list"], env=env, capture_output=True, text=True
+        ).stdout
+    )
+    bad = subprocess.run(
+        ["sandbox", "keys", "create", "--owner", "../x"], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and "owner must match" in bad.stderr
+
+
+def test_sigterm_lets_the_running_execution_finish_and_leaves_no_container(
+    make_settings, backend
+) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(controller_id=make_settings().controller_id + "g")
+    env = env_for(settings)
+    key = subprocess.run(
+        ["sandbox", "keys", "create", "--owner", "alice"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["sandbox", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    results: list[object] = []
+    with Client(url, key) as c:
+        s = c.session()
+        t = threading.Thread(
+            target=lambda: results.append(
+                s.run("import time\nprint('started', flush=True)\ntime.sleep(2)\nprint('finished')")
+            )
+        )
+        t.start()
+        time.sleep(0.8)
+        proc.send_signal(signal.SIGTERM)
+        t.join(60)
+    # uvicorn shuts down, then re-raises SIGTERM so the exit status says how it ended.
+    assert proc.wait(60) in (0, -signal.SIGTERM)
+    assert proc.stderr is not None and b"Application shutdown complete" in proc.stderr.read()
+    assert results and results[0].stdout == "started\nfinished\n"  # type: ignore[attr-defined]
+    left = backend.list_managed({LABEL_MANAGED: "1", LABEL_CONTROLLER: settings.controller_id})
+    assert left == []
