@@ -17,6 +17,58 @@ images_app = typer.Typer(no_args_is_help=True, help="Build and inspect the sandb
 app.add_typer(images_app, name="images")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: each names one owner.")
 app.add_typer(keys_app, name="keys")
+audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+def _audit_paths(settings: Settings) -> tuple[Path, Path]:
+    return (
+        settings.audit_log or settings.data_dir / "audit.log",
+        settings.audit_keys or settings.data_dir / "audit-keys.json",
+    )
+
+
+def _admin_event(settings: Settings, event: str, **fields: object) -> None:
+    from sandbox.audit import AuditKeys, AuditLog
+
+    log_path, keys_path = _audit_paths(settings)
+    log = AuditLog(log_path, AuditKeys.load_or_create(keys_path))
+    try:
+        log.record(event, actor="cli", **fields)
+    finally:
+        log.close()
+
+
+@audit_app.command("verify")
+def audit_verify(
+    path: Annotated[
+        Path | None, typer.Argument(help="The log (default: the data dir's audit.log).")
+    ] = None,
+) -> None:
+    """Check the chain, MACs, sequence and checkpoint; exit 0 when intact, 1 naming each problem."""
+    from sandbox.audit import AuditKeys, verify
+
+    settings = Settings()
+    log_path, keys_path = _audit_paths(settings)
+    if not keys_path.exists():
+        raise _fail(FileNotFoundError(f"no audit keys at {keys_path}"))
+    verdict = verify(path or log_path, AuditKeys.load_or_create(keys_path))
+    for problem in verdict.problems:
+        typer.secho(problem, fg=typer.colors.RED)
+    typer.echo(f"{verdict.records} records, {'intact' if verdict.ok else 'NOT intact'}")
+    raise typer.Exit(0 if verdict.ok else 1)
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key() -> None:
+    """Start a new MAC key epoch; earlier records stay verifiable with their own key."""
+    from sandbox.audit import AuditKeys
+
+    settings = Settings()
+    _, keys_path = _audit_paths(settings)
+    kid = AuditKeys.load_or_create(keys_path).rotate(keys_path)
+    _admin_event(settings, "audit_key_rotated", kid=kid)
+    typer.echo(f"new audit key {kid}")
 
 
 def _fail(exc: BaseException) -> typer.Exit:
@@ -123,6 +175,7 @@ def keys_create(owner: Annotated[str, typer.Option(help="The owner this key acts
         record, secret = KeyStore(Settings().data_dir / "keys.json").create(owner)
     except SandboxError as exc:
         raise _fail(exc) from exc
+    _admin_event(Settings(), "key_created", key_id=record.id, owner=record.owner)
     typer.echo(secret)
     typer.echo(f"key {record.id} for owner {record.owner!r}; it is not shown again", err=True)
 
@@ -152,6 +205,7 @@ def keys_revoke(
         KeyStore(Settings().data_dir / "keys.json").revoke(key_id)
     except SandboxError as exc:
         raise _fail(exc) from exc
+    _admin_event(Settings(), "key_revoked", key_id=key_id)
     typer.echo(f"revoked {key_id}")
 
 

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from sandbox.audit import AuditError
 from sandbox.exceptions import (
     BackendError,
     BackendUnavailableError,
@@ -51,6 +52,7 @@ _ERRORS: list[tuple[type[Exception], int, str]] = [
     (NotFoundError, 404, "not_found"),
     (QuotaExceededError, 413, "quota_exceeded"),
     (SessionClosedError, 404, "not_found"),
+    (AuditError, 503, "audit_unavailable"),
     (BackendUnavailableError, 503, "backend_unavailable"),
     (BackendError, 502, "backend_error"),
 ]
@@ -257,6 +259,7 @@ def create_app(
         owned = holder["orc"] is None
         if owned:
             holder["orc"] = await run_in_threadpool(Orchestrator, settings)
+        orc().audit.subscribe(metrics.on_audit)
         holder["admission"] = Admission(
             api.rate_per_s, api.rate_burst, api.runs_per_key, api.runs_total, api.run_queue
         )
@@ -348,10 +351,22 @@ def create_app(
         key = _key_of(request, keystore)
         if key is None:
             metrics.auth_failures.inc()
+            await run_in_threadpool(
+                orc().audit.record,
+                "auth_failure",
+                path=request.url.path[:200],
+                client=request.client.host if request.client else None,
+            )
             raise ApiError(
                 401, "unauthorized", "a valid API key is required", {"WWW-Authenticate": "Bearer"}
             )
-        holder["admission"].check_rate(key)
+        try:
+            holder["admission"].check_rate(key)
+        except ApiError:
+            await run_in_threadpool(
+                orc().audit.record, "rate_limited", key_id=key.id, owner=key.owner
+            )
+            raise
         return key
 
     Key = Annotated[ApiKey, Depends(authenticate)]

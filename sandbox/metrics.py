@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -28,24 +30,30 @@ class Metrics:
             "sbx_rate_limited_total", "Requests refused by a rate limit.", registry=r
         )
         self.sessions = Gauge("sbx_sessions_open", "Open sessions.", registry=r)
+        self.tool_calls = Counter(
+            "sbx_tool_calls_total", "Tool calls by outcome.", ["outcome"], registry=r
+        )
+        self.token_refusals = Counter("sbx_token_refusals_total", "Refused run tokens.", registry=r)
+        self.violations = Counter(
+            "sbx_security_events_total", "Refusals by kind.", ["kind"], registry=r
+        )
         self.pii_tokens = Gauge(
             "sbx_pii_tokens_issued", "PII values tokenized in open sessions.", registry=r
         )
 
     def observe_run(self, result: RunResult) -> None:
-        outcome = (
-            "timed_out"
-            if result.timed_out
-            else "oom_killed"
-            if result.oom_killed
-            else "error"
-            if result.error
-            else "ok"
-            if result.exit_code == 0
-            else "nonzero_exit"
-        )
-        self.runs.labels(outcome).inc()
+        self.runs.labels(result.outcome).inc()
         self.run_seconds.observe(result.duration_s)
+
+    def on_audit(self, record: dict[str, Any]) -> None:
+        """Counts security events from the audit trail, so both see the same facts."""
+        event = record.get("event")
+        if event == "tool_call":
+            self.tool_calls.labels(str(record.get("outcome"))).inc()
+        elif event == "token_refused":
+            self.token_refusals.inc()
+        elif event in ("auth_failure", "rate_limited", "token_refused", "quota_exceeded"):
+            self.violations.labels(str(event)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

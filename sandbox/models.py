@@ -77,6 +77,17 @@ class RunResult(BaseModel):
     def ok(self) -> bool:
         return self.exit_code == 0 and not (self.timed_out or self.oom_killed or self.error)
 
+    @property
+    def outcome(self) -> str:
+        """One word for metrics and the audit trail: ok, nonzero_exit, timed_out, oom_killed, or the error."""
+        if self.timed_out:
+            return "timed_out"
+        if self.oom_killed:
+            return "oom_killed"
+        if self.error:
+            return self.error
+        return "ok" if self.exit_code == 0 else "nonzero_exit"
+
 
 class FileEntry(BaseModel):
     """One entry of a workspace or skills listing. Names that are not UTF-8 are escaped."""

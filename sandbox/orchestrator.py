@@ -26,7 +26,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from sandbox import policy
-from sandbox.audit import AuditLog
+from sandbox.audit import AuditError, AuditKeys, AuditLog
 from sandbox.backends.base import (
     LABEL_CONTROLLER,
     LABEL_DEADLINE,
@@ -98,7 +98,12 @@ class Orchestrator:
         self._guard = threading.Lock()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sbx")
-        self.audit = AuditLog(self.settings.audit_log or self.settings.data_dir / "audit.log")
+        self.audit = AuditLog(
+            self.settings.audit_log or self.settings.data_dir / "audit.log",
+            AuditKeys.load_or_create(
+                self.settings.audit_keys or self.settings.data_dir / "audit-keys.json"
+            ),
+        )
         self.bridge: ToolBridge | None = None
         self.pii: tuple[MasterKeys, Detector] | None = None
         try:
@@ -106,6 +111,17 @@ class Orchestrator:
             reaped = self._reap_leftovers()
             if reaped:
                 logger.info("removed %d leftovers of a previous controller", reaped)
+            # Every accepted run ends in exactly one terminal record, even across a crash.
+            for start in self.audit.unfinished_runs(self.settings.controller_id):
+                self.audit.record(
+                    "run_end",
+                    controller=self.settings.controller_id,
+                    owner=start.get("owner"),
+                    session=start.get("session"),
+                    exec_id=start["exec_id"],
+                    outcome="interrupted",
+                    reason="controller_restart",
+                )
             self.image = self.settings.image or ensure_image(self.backend, self.settings.base_image)
             if not self.backend.image_exists(self.image):
                 raise NotFoundError(f"sandbox image {self.image!r} does not exist")
@@ -161,6 +177,13 @@ class Orchestrator:
             )
             session.ttl_s, session.idle_s = ttl_s, idle_s
             self._sessions[sid] = session
+        self.audit.record(
+            "session_open",
+            controller=self.settings.controller_id,
+            owner=owner,
+            session=sid,
+            tools=list(tools) if tools is not None else None,
+        )
         return session
 
     def get_session(self, session_id: str) -> Session:
@@ -351,27 +374,69 @@ class Session:
             self._ensure_open()
             warm = self._take_warm()
             bridge = self._orc.bridge
-            started = time.monotonic()
+            unended: str | None = None  # a run_start with no run_end yet
             try:
-                # The token exists from here on; the waiting container never held one.
-                token = bridge.tokens.mint(self.id, warm.exec_id, timeout + 5) if bridge else ""
-                try:
-                    warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
-                except ContainerStartError:
-                    # The waiting container died (reaped, engine restart): one cold retry.
-                    self._discard(warm)
-                    if bridge:
-                        bridge.tokens.revoke(warm.exec_id)
-                    warm = self._prepare()
-                    started = time.monotonic()
+                for attempt in (1, 2):
+                    # Fail closed: no code runs unless its start is on the record.
+                    self._audit(
+                        "run_start",
+                        warm.exec_id,
+                        timeout=timeout,
+                        memory_mb=self.limits.memory_mb,
+                        cpus=self.limits.cpus,
+                        pids=self.limits.pids,
+                        runtime=self._orc.settings.runtime,
+                    )
+                    unended = warm.exec_id
+                    # The token exists from here on; the waiting container never held one.
                     token = bridge.tokens.mint(self.id, warm.exec_id, timeout + 5) if bridge else ""
-                    warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
-                return self._finish(warm, started, started + timeout, on_output)
+                    started = time.monotonic()
+                    try:
+                        warm.channel.deliver(code, env or {}, policy.WORKSPACE, token)
+                        break
+                    except ContainerStartError:
+                        if attempt == 2:
+                            raise
+                        # The waiting container died (reaped, engine restart): one cold retry.
+                        self._audit(
+                            "run_end", warm.exec_id, outcome="not_started", reason="container_gone"
+                        )
+                        unended = None
+                        if bridge:
+                            bridge.tokens.revoke(warm.exec_id)
+                        self._discard(warm)
+                        warm = self._prepare()
+                result = self._finish(warm, started, started + timeout, on_output)
+                self._audit(
+                    "run_end",
+                    warm.exec_id,
+                    outcome=result.outcome,
+                    exit_code=result.exit_code,
+                    duration_s=round(result.duration_s, 6),
+                    timed_out=result.timed_out,
+                    oom_killed=result.oom_killed,
+                    output_truncated=result.output_truncated,
+                )
+                unended = None
+                return result
             finally:
+                if unended is not None:
+                    with contextlib.suppress(AuditError):
+                        self._audit("run_end", unended, outcome="failed")
                 self.last_used = time.monotonic()
                 if bridge:
                     bridge.tokens.revoke(warm.exec_id)
                 self._cleanups.append(self._orc._pool.submit(self._discard, warm))
+
+    def _audit(self, event: str, exec_id: str, **fields: object) -> None:
+        self._orc.audit.record(
+            event,
+            controller=self._orc.settings.controller_id,
+            owner=self.owner,
+            session=self.id,
+            exec_id=exec_id,
+            **fields,
+        )
 
     def _check_run_args(
         self, code: str, timeout: float | None, env: dict[str, str] | None
@@ -655,6 +720,13 @@ class Session:
             self._orc._storage.remove_workspace(self._workspace)
             if self.tokenizer is not None:
                 self.tokenizer.destroy()  # crypto-shredding: the vault's key is gone
+        with contextlib.suppress(AuditError):  # closing must not fail for want of a record
+            self._orc.audit.record(
+                "session_close",
+                controller=self._orc.settings.controller_id,
+                owner=self.owner,
+                session=self.id,
+            )
         self._orc._forget(self)
 
     def __enter__(self) -> Session:

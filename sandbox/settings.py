@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     audit_log: Path | None = None
     """Where the audit trail goes; None means `<data_dir>/audit.log`."""
+    audit_keys: Path | None = None
+    """The audit MAC keys (JSON, 0600); None means `<data_dir>/audit-keys.json`. Keep them
+    somewhere the log's readers cannot write."""
 
     @field_validator("controller_id")
     @classmethod

@@ -169,8 +169,10 @@ class UpstreamPool:
         if up is None:
             raise UpstreamCallError("not_found", f"no MCP server named {server!r}")
         if not up.ready.is_set():
+            # A server being (re)started gets up to 10 s to come up; the call's own timeout
+            # then applies to the call.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(up.ready.wait(), timeout=min(5.0, timeout_s))
+                await asyncio.wait_for(up.ready.wait(), timeout=max(10.0, timeout_s))
         client = up.client
         if client is None:
             raise UpstreamCallError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.audit import AuditLog
+from sandbox.audit import AuditKeys, AuditLog
 from sandbox.bridge.config import HttpServer, StdioServer, load_config
 from sandbox.bridge.endpoint import RunContext, ToolBridge, allowed
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
@@ -148,7 +148,7 @@ def test_bad_mcp_config_is_a_typed_error(tmp_path: Path, bad: str) -> None:
 
 def test_bad_frames_get_typed_refusals_before_any_upstream_is_touched(tmp_path: Path) -> None:
     # A bridge with no servers: every refusal below happens before an upstream would be asked.
-    audit = AuditLog(tmp_path / "audit.log")
+    audit = AuditLog(tmp_path / "audit.log", AuditKeys.load_or_create(tmp_path / "audit-keys.json"))
     bridge = ToolBridge(
         load_config({"mcpServers": {}}), tmp_path / "api", audit, ToolLimits(max_args_bytes=1024)
     )
