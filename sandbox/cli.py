@@ -167,12 +167,17 @@ def mcp(
 
 
 @keys_app.command("create")
-def keys_create(owner: Annotated[str, typer.Option(help="The owner this key acts for.")]) -> None:
+def keys_create(
+    owner: Annotated[str, typer.Option(help="The owner this key acts for.")],
+    profile: Annotated[
+        list[str] | None, typer.Option(help="Profiles it may use (repeat); default any.")
+    ] = None,
+) -> None:
     """Create a key and print it once; only its hash is kept."""
     from sandbox.keys import KeyStore
 
     try:
-        record, secret = KeyStore(Settings().data_dir / "keys.json").create(owner)
+        record, secret = KeyStore(Settings().data_dir / "keys.json").create(owner, profile or None)
     except SandboxError as exc:
         raise _fail(exc) from exc
     _admin_event(Settings(), "key_created", key_id=record.id, owner=record.owner)

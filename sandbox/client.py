@@ -32,6 +32,7 @@ from sandbox.exceptions import (
     FileTypeError,
     InvalidInputError,
     NotFoundError,
+    PolicyViolationError,
     QuotaExceededError,
     RateLimitedError,
     SandboxError,
@@ -46,6 +47,7 @@ _CODES: dict[str, type[SandboxError]] = {
     "invalid_request": InvalidInputError,
     "malformed_json": InvalidInputError,
     "not_a_regular_file": FileTypeError,
+    "policy_violation": PolicyViolationError,
     "quota_exceeded": QuotaExceededError,
     "body_too_large": QuotaExceededError,
     "unauthorized": AuthenticationError,
@@ -120,13 +122,10 @@ class _BaseClient:
 
     @staticmethod
     def _session_body(
-        ttl_s: float | None, idle_s: float | None, tools: list[str] | None
+        ttl_s: float | None, idle_s: float | None, tools: list[str] | None, profile: str | None
     ) -> dict[str, Any]:
-        return {
-            k: v
-            for k, v in {"ttl_s": ttl_s, "idle_s": idle_s, "tools": tools}.items()
-            if v is not None
-        }
+        body = {"ttl_s": ttl_s, "idle_s": idle_s, "tools": tools, "profile": profile}
+        return {k: v for k, v in body.items() if v is not None}
 
     @staticmethod
     def _run_body(code: str, timeout: float | None, env: dict[str, str] | None) -> dict[str, Any]:
@@ -197,9 +196,10 @@ class Client(_BaseClient):
         ttl_s: float | None = None,
         idle_s: float | None = None,
         tools: list[str] | None = None,
+        profile: str | None = None,
     ) -> RemoteSession:
         info = self.request(
-            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools)
+            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools, profile)
         ).json()
         return RemoteSession(self, info["id"], info["owner"])
 
@@ -247,6 +247,22 @@ class RemoteSession:
             "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
         )
         return RunResult.model_validate(r.json())
+
+    def run_command(
+        self,
+        command: list[str] | str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run a command (argv, no shell) the profile allows."""
+        body = {
+            k: v
+            for k, v in {"command": command, "timeout": timeout, "env": env}.items()
+            if v is not None
+        }
+        return RunResult.model_validate(
+            self._c.request("POST", f"{self._base}/commands", json=body).json()
+        )
 
     def stream(
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
@@ -352,9 +368,10 @@ class AsyncClient(_BaseClient):
         ttl_s: float | None = None,
         idle_s: float | None = None,
         tools: list[str] | None = None,
+        profile: str | None = None,
     ) -> AsyncRemoteSession:
         r = await self.request(
-            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools)
+            "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools, profile)
         )
         info = r.json()
         return AsyncRemoteSession(self, info["id"], info["owner"])
@@ -399,6 +416,20 @@ class AsyncRemoteSession:
         r = await self._c.request(
             "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
         )
+        return RunResult.model_validate(r.json())
+
+    async def run_command(
+        self,
+        command: list[str] | str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        body = {
+            k: v
+            for k, v in {"command": command, "timeout": timeout, "env": env}.items()
+            if v is not None
+        }
+        r = await self._c.request("POST", f"{self._base}/commands", json=body)
         return RunResult.model_validate(r.json())
 
     async def stream(

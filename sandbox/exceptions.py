@@ -2,7 +2,8 @@
 
     SandboxError
     ├── InvalidInputError (ValueError)         bad ids, limits or code
-    │   └── UnsafePathError                    '..', absolute, NUL, too long, too deep
+    │   ├── UnsafePathError                    '..', absolute, NUL, too long, too deep
+    │   └── PolicyViolationError               static analysis blocked the code; a command not allowed
     ├── NotFoundError (LookupError)            no such session, file or image
     ├── FileTypeError (ValueError)             a link, FIFO, device or directory where a file was expected
     ├── QuotaExceededError (OSError)           a workspace or skills quota is full; a file is too large
@@ -38,6 +39,14 @@ class InvalidInputError(SandboxError, ValueError):
 
 class UnsafePathError(InvalidInputError):
     """A workspace or skills path tried to leave its folder or is malformed."""
+
+
+class PolicyViolationError(InvalidInputError):
+    """The session's profile refuses this code or command; `findings` says why."""
+
+    def __init__(self, message: str, findings: list[object] | None = None) -> None:
+        super().__init__(message)
+        self.findings = findings or []
 
 
 class NotFoundError(SandboxError, LookupError):

@@ -31,6 +31,7 @@ from sandbox.exceptions import (
     FileTypeError,
     InvalidInputError,
     NotFoundError,
+    PolicyViolationError,
     QuotaExceededError,
     SandboxError,
     SessionClosedError,
@@ -47,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 _ERRORS: list[tuple[type[Exception], int, str]] = [
     (UnsafePathError, 400, "unsafe_path"),
+    (PolicyViolationError, 422, "policy_violation"),
     (InvalidInputError, 400, "invalid_input"),
     (FileTypeError, 400, "not_a_regular_file"),
     (NotFoundError, 404, "not_found"),
@@ -81,11 +83,21 @@ class SessionCreate(BaseModel):
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400)
     idle_s: float | None = Field(None, gt=0, le=86400)
     tools: list[str] | None = Field(None, max_length=256)
+    profile: str = Field("default", max_length=64)
+
+
+class CommandRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | str = Field(max_length=1024)
+    timeout: float | None = Field(None, gt=0)
+    env: dict[str, str] | None = None
 
 
 class SessionInfo(BaseModel):
     id: str
     owner: str
+    profile: str
     tools: list[str] | None
     ttl_s: float | None
     idle_s: float | None
@@ -384,6 +396,7 @@ def create_app(
         return SessionInfo(
             id=s.id,
             owner=s.owner,
+            profile=s.profile.name,
             tools=list(s.tools) if s.tools is not None else None,
             ttl_s=s.ttl_s,
             idle_s=s.idle_s,
@@ -406,6 +419,8 @@ def create_app(
             body.tools,
             body.ttl_s or api.session_ttl_s,
             body.idle_s or api.session_idle_s,
+            body.profile,
+            tuple(key.profiles) if key.profiles is not None else None,
         )
         metrics.sessions.set(len(orc().sessions()))
         return info(s)
@@ -425,6 +440,14 @@ def create_app(
         s = owned_session(key, sid)
         async with holder["admission"].run_slot(key):
             result = await run_in_threadpool(s.run, body.code, body.timeout, body.env)
+        metrics.observe_run(result)
+        return result
+
+    @app.post("/v1/sessions/{sid}/commands", response_model=RunResult)
+    async def run_command(sid: str, body: CommandRequest, key: Key) -> RunResult:
+        s = owned_session(key, sid)
+        async with holder["admission"].run_slot(key):
+            result = await run_in_threadpool(s.run_command, body.command, body.timeout, body.env)
         metrics.observe_run(result)
         return result
 

@@ -31,6 +31,8 @@ class ApiKey:
     digest: str
     created: float
     revoked: float | None = None
+    profiles: list[str] | None = None
+    """Policy profiles this key may open sessions with; None: any."""
 
     def __repr__(self) -> str:  # never show the digest
         return f"ApiKey(id={self.id!r}, owner={self.owner!r}, revoked={self.revoked is not None})"
@@ -65,7 +67,7 @@ class KeyStore:
         os.replace(tmp, self.path)
         self._mtime = self.path.stat().st_mtime
 
-    def create(self, owner: str) -> tuple[ApiKey, str]:
+    def create(self, owner: str, profiles: list[str] | None = None) -> tuple[ApiKey, str]:
         """A new key for `owner`; the secret is returned here and never again.
 
         Raises:
@@ -74,7 +76,13 @@ class KeyStore:
         validate_id(owner, "owner")
         key_id = secrets.token_hex(6)
         secret = f"sbx_{key_id}_{secrets.token_urlsafe(32)}"
-        record = ApiKey(key_id, owner, hashlib.sha256(secret.encode()).hexdigest(), time.time())
+        record = ApiKey(
+            key_id,
+            owner,
+            hashlib.sha256(secret.encode()).hexdigest(),
+            time.time(),
+            profiles=profiles,
+        )
         with self._lock:
             self._load()
             self._keys[key_id] = record
@@ -104,6 +112,6 @@ class KeyStore:
             if record is None:
                 raise NotFoundError(f"no key {key_id!r:.40}")
             self._keys[key_id] = ApiKey(
-                record.id, record.owner, record.digest, record.created, time.time()
+                record.id, record.owner, record.digest, record.created, time.time(), record.profiles
             )
             self._save()

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox.analysis import AnalysisFinding
 from sandbox.exceptions import InvalidInputError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -72,6 +73,8 @@ class RunResult(BaseModel):
     output_truncated: bool = False
     error: str | None = None
     """Set when the controller could not run the code as asked, e.g. 'container_lost'."""
+    findings: list[AnalysisFinding] = []
+    """Static-analysis findings, when the profile's mode is 'warn'."""
 
     @property
     def ok(self) -> bool:

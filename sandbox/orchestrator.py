@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import secrets
+import shlex
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -26,6 +27,7 @@ from types import TracebackType
 from typing import IO, Any
 
 from sandbox import policy
+from sandbox.analysis import AnalysisFinding, analyze
 from sandbox.audit import AuditError, AuditKeys, AuditLog
 from sandbox.backends.base import (
     LABEL_CONTROLLER,
@@ -36,13 +38,14 @@ from sandbox.backends.base import (
     ContainerRef,
 )
 from sandbox.bridge.config import load_config
-from sandbox.bridge.endpoint import ToolBridge
+from sandbox.bridge.endpoint import ToolBridge, allowed
 from sandbox.channel import CallHandler, RunChannel, response_frame
 from sandbox.exceptions import (
     ContainerStartError,
     ControllerBusyError,
     InvalidInputError,
     NotFoundError,
+    PolicyViolationError,
     SandboxError,
     SessionClosedError,
 )
@@ -50,6 +53,7 @@ from sandbox.files import SafeDir
 from sandbox.images import ensure_image
 from sandbox.models import FileEntry, Limits, MiB, RunResult, validate_id
 from sandbox.pii import Detector, MasterKeys, Tokenizer, default_recognizers
+from sandbox.profiles import Profile, load_profiles, pick
 from sandbox.settings import PiiSettings, Settings
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID, Storage
 
@@ -126,6 +130,10 @@ class Orchestrator:
             if not self.backend.image_exists(self.image):
                 raise NotFoundError(f"sandbox image {self.image!r} does not exist")
             self.pii = _pii_setup(self.settings.pii)
+            self.profiles = load_profiles(self.settings.profiles)
+            self.profiles["default"] = self.profiles["default"].model_copy(
+                update={"limits": self.settings.limits, "runtime": self.settings.runtime}
+            )
             source = mcp_config if mcp_config is not None else self.settings.mcp_config
             if source is not None:
                 self.bridge = ToolBridge(
@@ -150,12 +158,16 @@ class Orchestrator:
         tools: Iterable[str] | None = None,
         ttl_s: float | None = None,
         idle_s: float | None = None,
+        profile: str = "default",
+        allowed_profiles: tuple[str, ...] | None = None,
     ) -> Session:
         """Open a session: a fresh workspace, the owner's skills, a warm container if enabled.
 
         `tools` limits which MCP tools its code may call ('crm.get_customer', 'crm.*');
         None allows every configured tool. `ttl_s` and `idle_s` let `expire_sessions()`
-        close it after that long in total, or that long unused.
+        close it after that long in total, or that long unused. `profile` names the policy
+        profile (limits, tools, runtime, static analysis, commands); `allowed_profiles`
+        restricts which the caller may pick.
 
         Raises:
             InvalidInputError: a bad owner or session id, or that id is already open.
@@ -163,6 +175,14 @@ class Orchestrator:
         """
         validate_id(owner, "owner")
         sid = validate_id(session_id, "session_id") if session_id else secrets.token_hex(16)
+        chosen = pick(self.profiles, profile, allowed_profiles)
+        if chosen.tools is not None:
+            # A session may narrow its profile's tools, never widen them.
+            tools = (
+                chosen.tools
+                if tools is None
+                else tuple(t for t in tools if "." in t and allowed(chosen.tools, *t.split(".", 1)))
+            )
         with self._guard:
             if self._closed:
                 raise SessionClosedError("orchestrator is closed")
@@ -172,9 +192,10 @@ class Orchestrator:
                 self,
                 owner,
                 sid,
-                limits or self.settings.limits,
+                limits or chosen.limits,
                 tuple(tools) if tools is not None else None,
             )
+            session.profile = chosen
             session.ttl_s, session.idle_s = ttl_s, idle_s
             self._sessions[sid] = session
         self.audit.record(
@@ -182,6 +203,7 @@ class Orchestrator:
             controller=self.settings.controller_id,
             owner=owner,
             session=sid,
+            profile=chosen.name,
             tools=list(tools) if tools is not None else None,
         )
         return session
@@ -337,6 +359,7 @@ class Session:
         self.created = self.last_used = time.monotonic()
         self.ttl_s: float | None = None
         self.idle_s: float | None = None
+        self.profile: Profile = orc.profiles["default"]
         self.tokenizer: Tokenizer | None = (
             Tokenizer.for_session(orc.pii[0], session_id, orc.pii[1]) if orc.pii else None
         )
@@ -366,9 +389,72 @@ class Session:
 
         Raises:
             InvalidInputError: code, timeout or env are malformed or too large.
+            PolicyViolationError: the profile's static analysis blocks this code.
             SessionClosedError: the session is closed.
             BackendError: the engine failed to provide a container.
         """
+        mode = self.profile.static_analysis
+        findings = analyze(code) if mode != "off" and isinstance(code, str) else []
+        if findings and mode == "block":
+            self._orc.audit.record(
+                "policy_violation",
+                controller=self._orc.settings.controller_id,
+                owner=self.owner,
+                session=self.id,
+                rules=sorted({f.rule for f in findings}),
+            )
+            raise PolicyViolationError(
+                "refused by static analysis: "
+                + "; ".join(f"line {f.line}: {f.message}" for f in findings),
+                list(findings),
+            )
+        return self._execute(code, timeout, env, on_output, "code", findings)
+
+    def run_command(
+        self,
+        command: list[str] | str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+    ) -> RunResult:
+        """Run a command (argv, no shell) in a fresh container, like `run` does code.
+
+        A string is split with shlex and refused if it holds shell syntax (; | & $( ` < >).
+        The base command must be on the profile's allowlist.
+
+        Raises:
+            PolicyViolationError: shell syntax, or a command the profile does not allow.
+            InvalidInputError, SessionClosedError, BackendError: as for `run`.
+        """
+        argv = _argv(command)
+        base = argv[0].rsplit("/", 1)[-1]
+        if base not in self.profile.commands:
+            self._orc.audit.record(
+                "policy_violation",
+                controller=self._orc.settings.controller_id,
+                owner=self.owner,
+                session=self.id,
+                rules=["command_not_allowed"],
+                command=base[:64],
+            )
+            raise PolicyViolationError(
+                f"command {base!r:.64} is not allowed in profile {self.profile.name!r}"
+            )
+        code = (
+            "import subprocess, sys\n"
+            f"r = subprocess.run({argv!r}, shell=False)\n"
+            "sys.exit(r.returncode if r.returncode >= 0 else 128 - r.returncode)\n"
+        )
+        return self._execute(code, timeout, env, None, "command", [])
+
+    def _execute(
+        self,
+        code: str,
+        timeout: float | None,
+        env: dict[str, str] | None,
+        on_output: Callable[[str, str], None] | None,
+        mode: str,
+        findings: list[AnalysisFinding],
+    ) -> RunResult:
         timeout = self._check_run_args(code, timeout, env)
         with self._run_lock:
             self._ensure_open()
@@ -382,10 +468,13 @@ class Session:
                         "run_start",
                         warm.exec_id,
                         timeout=timeout,
+                        mode=mode,
+                        profile=self.profile.name,
+                        findings=sorted({f.rule for f in findings}),
                         memory_mb=self.limits.memory_mb,
                         cpus=self.limits.cpus,
                         pids=self.limits.pids,
-                        runtime=self._orc.settings.runtime,
+                        runtime=self.profile.runtime,
                     )
                     unended = warm.exec_id
                     # The token exists from here on; the waiting container never held one.
@@ -407,6 +496,8 @@ class Session:
                         self._discard(warm)
                         warm = self._prepare()
                 result = self._finish(warm, started, started + timeout, on_output)
+                if findings:
+                    result = result.model_copy(update={"findings": findings})
                 self._audit(
                     "run_end",
                     warm.exec_id,
@@ -494,7 +585,7 @@ class Session:
         spec = policy.launch_spec(
             image=orc.image,
             limits=self.limits,
-            runtime=orc.settings.runtime,
+            runtime=self.profile.runtime,
             workspace=self._workspace,
             skills=self._skills,
             channel_dir=channel.dir,
@@ -782,6 +873,31 @@ def _pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
     keys[cfg.key_id] = secret
     recognizers = default_recognizers(cfg.phone_region)
     return MasterKeys(keys, cfg.key_id), Detector(recognizers, entities=cfg.entities)
+
+
+_SHELL_SYNTAX = re.compile(r"[;|&`<>\n]|\$\(")
+
+
+def _argv(command: list[str] | str) -> list[str]:
+    """A checked argv. Raises PolicyViolationError (shell syntax) or InvalidInputError."""
+    if isinstance(command, str):
+        if _SHELL_SYNTAX.search(command):
+            raise PolicyViolationError(
+                "shell syntax is not allowed in a command (no ; | & $( ` < > or newlines)"
+            )
+        try:
+            argv = shlex.split(command)
+        except ValueError as exc:
+            raise InvalidInputError(f"cannot split the command: {exc}") from exc
+    elif isinstance(command, list) and all(isinstance(a, str) for a in command):
+        argv = list(command)
+    else:
+        raise InvalidInputError("a command is a list of strings or a string")
+    if not argv or not argv[0] or any("\x00" in a for a in argv) or len(argv) > 1024:
+        raise InvalidInputError(
+            "a command needs a program name, at most 1024 arguments and no NUL bytes"
+        )
+    return argv
 
 
 def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:

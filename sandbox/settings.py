@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     mcp_config: Path | None = None
     """An `mcpServers` JSON file: their tools become the code API mounted at /servers."""
     tool_limits: ToolLimits = ToolLimits()
+    profiles: Path | None = None
+    """A JSON file of extra policy profiles (see sandbox/profiles.py); the built-in ones are
+    strict, default (these settings' limits and runtime) and data-science."""
     pii: PiiSettings = PiiSettings()
     api: ApiSettings = ApiSettings()
     audit_log: Path | None = None

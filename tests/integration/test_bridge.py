@@ -117,7 +117,11 @@ def test_hostile_tool_names_stay_inside_the_api_folder_and_still_work(
 ) -> None:
     api = borc.bridge.servers_dir  # type: ignore[union-attr]
     ours = {"audit-keys.json", "keys.json"}  # the controller's own files, not generated code
-    generated = [p for p in borc.settings.data_dir.rglob("*") if p.suffix in (".py", ".json") and p.name not in ours]
+    generated = [
+        p
+        for p in borc.settings.data_dir.rglob("*")
+        if p.suffix in (".py", ".json") and p.name not in ours
+    ]
     assert generated and all(api in p.parents for p in generated), generated
     assert not (api.parent.parent / "escape.py").exists()
     out = ok(

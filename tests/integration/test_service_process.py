@@ -103,3 +103,29 @@ def test_sigterm_lets_the_running_execution_finish_and_leaves_no_container(
     assert results and results[0].stdout == "started\nfinished\n"  # type: ignore[attr-defined]
     left = backend.list_managed({LABEL_MANAGED: "1", LABEL_CONTROLLER: settings.controller_id})
     assert left == []
+
+
+def test_audit_verify_passes_a_real_trail_and_names_tampering(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from sandbox import Orchestrator
+
+    settings = make_settings(controller_id=make_settings().controller_id + "v")
+    with Orchestrator(settings) as orc, orc.session(owner="alice") as s:
+        s.run("print(1)")
+    env = env_for(settings)
+    subprocess.run(
+        ["sandbox", "keys", "create", "--owner", "bob"], env=env, check=True, capture_output=True
+    )
+    ok = subprocess.run(["sandbox", "audit", "verify"], env=env, capture_output=True, text=True)
+    assert ok.returncode == 0 and "intact" in ok.stdout
+    log = settings.data_dir / "audit.log"
+    events = [line for line in log.read_text().splitlines()]
+    assert any('"event":"key_created"' in e for e in events) and any(
+        '"event":"run_end"' in e for e in events
+    )
+    log.write_text(
+        "\n".join(e.replace('"owner":"alice"', '"owner":"mallory"', 1) for e in events) + "\n"
+    )
+    bad = subprocess.run(
+        ["sandbox", "audit", "verify", str(log)], env=env, capture_output=True, text=True
+    )
+    assert bad.returncode == 1 and "MAC mismatch" in bad.stdout and "NOT intact" in bad.stdout

@@ -1,0 +1,105 @@
+"""Named policy profiles: what a session may use. A key may be limited to some profiles.
+
+Built in: `strict` (small limits, no tools, gVisor, static analysis blocks), `default`, and
+`data-science` (more memory, CPU and time). A JSON file named by SANDBOX_PROFILES adds or
+overrides profiles:
+
+    {"profiles": {"etl": {"limits": {"memory_mb": 2048}, "tools": ["crm.*"], "runtime": "runc",
+                          "static_analysis": "warn", "commands": ["ls", "wc"]}}}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from sandbox.analysis import Mode
+from sandbox.exceptions import InvalidInputError, NotFoundError
+from sandbox.models import Limits
+
+DEFAULT_COMMANDS = (
+    "ls",
+    "cat",
+    "head",
+    "tail",
+    "wc",
+    "grep",
+    "sort",
+    "uniq",
+    "cut",
+    "du",
+    "find",
+    "python3",
+)
+
+
+class Profile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "default"
+    limits: Limits = Limits()
+    tools: tuple[str, ...] | None = None
+    """Allowed MCP tools ('crm.*'); None allows every configured tool, () none."""
+    runtime: Literal["runc", "runsc"] = "runc"
+    network: Literal["none"] = "none"
+    static_analysis: Mode = "warn"
+    commands: tuple[str, ...] = DEFAULT_COMMANDS
+    """Base commands `run_command` may start."""
+
+
+BUILTIN: dict[str, Profile] = {
+    "strict": Profile(
+        name="strict",
+        limits=Limits(
+            timeout_s=10,
+            memory_mb=256,
+            cpus=0.5,
+            pids=64,
+            output_bytes=256 * 1024,
+            workspace_mb=64,
+            max_file_mb=16,
+        ),
+        tools=(),
+        runtime="runsc",
+        static_analysis="block",
+        commands=("ls", "cat", "wc"),
+    ),
+    "default": Profile(name="default"),
+    "data-science": Profile(
+        name="data-science",
+        limits=Limits(timeout_s=300, memory_mb=2048, cpus=2, pids=256, workspace_mb=1024),
+    ),
+}
+
+
+def load_profiles(path: Path | None) -> dict[str, Profile]:
+    """The built-in profiles, plus (or overridden by) those in `path`.
+
+    Raises:
+        InvalidInputError: the file is missing, not JSON, or a profile does not validate.
+    """
+    profiles = dict(BUILTIN)
+    if path is None:
+        return profiles
+    try:
+        data = json.loads(path.read_text())
+        for name, body in data.get("profiles", {}).items():
+            profiles[name] = Profile.model_validate({**body, "name": name})
+    except (OSError, ValueError, ValidationError, AttributeError) as exc:
+        raise InvalidInputError(f"bad profiles file {path}: {exc}") from exc
+    return profiles
+
+
+def pick(
+    profiles: dict[str, Profile], name: str, allowed: tuple[str, ...] | None = None
+) -> Profile:
+    """Raises NotFoundError for an unknown profile, or one the caller's key may not use."""
+    if name not in profiles or (allowed is not None and name not in allowed):
+        raise NotFoundError(f"no profile {name!r:.40} available")
+    return profiles[name]
+
+
+__all__ = ["BUILTIN", "DEFAULT_COMMANDS", "Profile", "load_profiles", "pick"]
