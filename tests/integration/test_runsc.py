@@ -50,11 +50,8 @@ print(json.dumps({"kernel": open('/proc/version').read(), "uid": os.getuid(), "c
 def test_dangerous_syscalls_stay_refused_under_gvisor(gs: Session) -> None:
     calls = ",".join(f"{name!r}: sc{args!r}" for name, args in DENIED_SYSCALLS.items())
     got = probe(gs, SYSCALL + f"print(json.dumps({{{calls}}}))")
-    for name, result in got.items():
-        assert result in ("EPERM", "ENOSYS", "EACCES", "EINVAL", "EFAULT", "EBADF"), (
-            f"{name}: {result}"
-        )
-        assert result != "OK", name
+    # gVisor answers some of these itself (ENODEV, EINVAL...); what matters is that none succeeds.
+    assert {name: r for name, r in got.items() if r == "OK"} == {}
 
 
 def test_limits_hold_under_gvisor(gs: Session) -> None:
