@@ -17,12 +17,13 @@ if ! docker info >/dev/null 2>&1; then
     apt-get install -y -qq docker.io debootstrap runsc >/dev/null
   fi
   # gVisor as the `runsc` runtime. --host-uds=open lets the sandbox dial its per-run socket;
+  # --oci-seccomp applies our seccomp profile inside gVisor too (it ignores it otherwise);
   # --ignore-cgroups is NOT used: with it, memory and pids limits are not enforced here.
   python3 - <<'PY'
 import json, pathlib
 path = pathlib.Path("/etc/docker/daemon.json")
 conf = json.loads(path.read_text()) if path.exists() and path.read_text().strip() else {}
-conf.setdefault("runtimes", {})["runsc"] = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=open"]}
+conf.setdefault("runtimes", {})["runsc"] = {"path": "/usr/bin/runsc", "runtimeArgs": ["--network=none", "--host-uds=open", "--oci-seccomp"]}
 path.parent.mkdir(parents=True, exist_ok=True)
 path.write_text(json.dumps(conf, indent=1))
 PY
