@@ -19,6 +19,68 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys: each names one owne
 app.add_typer(keys_app, name="keys")
 audit_app = typer.Typer(no_args_is_help=True, help="The tamper-evident audit trail.")
 app.add_typer(audit_app, name="audit")
+secrets_app = typer.Typer(
+    no_args_is_help=True, help="Encrypted credentials for upstream MCP servers."
+)
+app.add_typer(secrets_app, name="secrets")
+
+
+def _secret_store(settings: Settings):  # type: ignore[no-untyped-def]
+    from sandbox.secrets import SecretStore, master_key
+
+    key = settings.secret_key.get_secret_value() if settings.secret_key else None
+    return SecretStore(settings.data_dir / "secrets.json", master_key(key, settings.data_dir))
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="Referred to as ${secret:NAME} in mcpServers.")],
+) -> None:
+    """Store a secret read from standard input (never from the command line)."""
+    value = sys.stdin.read().rstrip("\n")
+    if not value:
+        raise _fail(ValueError("no secret on standard input"))
+    settings = Settings()
+    try:
+        _secret_store(settings).set(name, value)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    _admin_event(settings, "secret_set", name=name)
+    typer.echo(f"stored secret {name!r}")
+
+
+@secrets_app.command("list")
+def secrets_list() -> None:
+    """Names of stored secrets (never their values)."""
+    for name in _secret_store(Settings()).names():
+        typer.echo(name)
+
+
+@secrets_app.command("rotate")
+def secrets_rotate() -> None:
+    """Re-encrypt every secret under a new deployment secret read from standard input; then
+    set SANDBOX_SECRET_KEY to it."""
+    new = sys.stdin.read().strip()
+    settings = Settings()
+    try:
+        _secret_store(settings).rotate(new.encode())
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    if settings.secret_key is None:  # the key lives in the data dir: keep it in step
+        (settings.data_dir / "secret.key").write_text(new)
+    _admin_event(settings, "secrets_rotated")
+    typer.echo("re-encrypted; now set SANDBOX_SECRET_KEY to the new secret")
+
+
+@secrets_app.command("delete")
+def secrets_delete(name: str) -> None:
+    settings = Settings()
+    try:
+        _secret_store(settings).delete(name)
+    except SandboxError as exc:
+        raise _fail(exc) from exc
+    _admin_event(settings, "secret_deleted", name=name)
+    typer.echo(f"deleted secret {name!r}")
 
 
 def _audit_paths(settings: Settings) -> tuple[Path, Path]:

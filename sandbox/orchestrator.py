@@ -54,6 +54,7 @@ from sandbox.images import ensure_image
 from sandbox.models import FileEntry, Limits, MiB, RunResult, validate_id
 from sandbox.pii import Detector, MasterKeys, Tokenizer, default_recognizers
 from sandbox.profiles import Profile, load_profiles, pick
+from sandbox.secrets import SecretStore, master_key
 from sandbox.settings import PiiSettings, Settings
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID, Storage
 
@@ -136,11 +137,19 @@ class Orchestrator:
             )
             source = mcp_config if mcp_config is not None else self.settings.mcp_config
             if source is not None:
+                secret = self.settings.secret_key
+                store = SecretStore(
+                    self.settings.data_dir / "secrets.json",
+                    master_key(
+                        secret.get_secret_value() if secret else None, self.settings.data_dir
+                    ),
+                )
                 self.bridge = ToolBridge(
                     load_config(source),
                     self.settings.data_dir / "api",
                     self.audit,
                     self.settings.tool_limits,
+                    resolve=store.resolve,
                 )
         except BaseException:
             self._pool.shutdown(wait=False)

@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     strict, default (these settings' limits and runtime) and data-science."""
     pii: PiiSettings = PiiSettings()
     api: ApiSettings = ApiSettings()
+    secret_key: SecretStr | None = None
+    """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
+    random one is kept in `<data_dir>/secret.key`."""
     audit_log: Path | None = None
     """Where the audit trail goes; None means `<data_dir>/audit.log`."""
     audit_keys: Path | None = None

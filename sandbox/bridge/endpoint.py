@@ -58,12 +58,17 @@ class ToolBridge:
     """Upstream servers, their generated code API, tokens and the call handler."""
 
     def __init__(
-        self, config: McpConfig, api_dir: Path, audit: AuditLog, limits: ToolLimits | None = None
+        self,
+        config: McpConfig,
+        api_dir: Path,
+        audit: AuditLog,
+        limits: ToolLimits | None = None,
+        resolve: Callable[[str], str] | None = None,
     ) -> None:
         self.limits = limits or ToolLimits()
         self.audit = audit
         self.tokens = TokenRegistry()
-        self.upstreams = UpstreamPool(config)
+        self.upstreams = UpstreamPool(config, resolve=resolve)
         self.api_dir = api_dir
         self.generated = codegen.generate(self.upstreams.tools(), api_dir / "servers")
         self._index = json.loads((api_dir / "servers" / "index.json").read_text())

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -68,7 +68,13 @@ class _Upstream:
 class UpstreamPool:
     """Owns the event loop thread and one supervised connection per configured server."""
 
-    def __init__(self, config: McpConfig, connect_timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        config: McpConfig,
+        connect_timeout_s: float = 30.0,
+        resolve: Callable[[str], str] | None = None,
+    ) -> None:
+        self._resolve = resolve or (lambda text: text)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sbx-mcp", daemon=True)
         self._thread.start()
@@ -149,14 +155,20 @@ class UpstreamPool:
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    @staticmethod
-    def _connect(spec: StdioServer | HttpServer) -> Client:
+    def _connect(self, spec: StdioServer | HttpServer) -> Client:
+        # ${secret:NAME} references are resolved here, at connect time, in the controller only.
+        r = self._resolve
         if isinstance(spec, StdioServer):
             params = StdioServerParameters(
-                command=spec.command, args=spec.args, env=spec.env or None, cwd=spec.cwd
+                command=spec.command,
+                args=[r(a) for a in spec.args],
+                env={k: r(v) for k, v in spec.env.items()} or None,
+                cwd=spec.cwd,
             )
             return Client(params, read_timeout_seconds=spec.timeout_s)
-        http = httpx2.AsyncClient(headers=spec.headers, timeout=spec.timeout_s)
+        http = httpx2.AsyncClient(
+            headers={k: r(v) for k, v in spec.headers.items()}, timeout=spec.timeout_s
+        )
         return Client(_HttpTransport(spec.url, http), read_timeout_seconds=spec.timeout_s)
 
     async def call(self, server: str, tool: str, args: dict[str, Any], timeout_s: float) -> Any:

@@ -426,3 +426,40 @@ print(send_email(to=c["email"], subject="Hi", body="Hello")["status"])
 """,
         )
         assert out == "queued\n"
+
+
+def test_an_upstream_secret_reaches_the_server_and_nothing_else(make_settings, backend) -> None:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from sandbox.secrets import SecretStore, master_key
+
+    secret = "s3cr3t-upstream-token-9f8e7d6c5b4a"
+    settings = make_settings(controller_id=make_settings().controller_id + "x")
+    SecretStore(settings.data_dir / "secrets.json", master_key(None, settings.data_dir)).set(
+        "faulty_token", secret
+    )
+    config = {
+        "mcpServers": {
+            "faulty": {
+                "command": sys.executable,
+                "args": [FAULTY],
+                "env": {"API_TOKEN": "${secret:faulty_token}"},
+            }
+        }
+    }
+    with Orchestrator(settings, mcp_config=config) as orc, orc.session(owner="s") as s:
+        r = s.run(
+            "from servers.faulty import token_hash\nimport os\nprint(token_hash())\nprint(dict(os.environ))"
+        )
+        assert r.stdout.splitlines()[0] == hashlib.sha256(secret.encode()).hexdigest()
+        assert s.ready()
+        (c,) = backend.list_managed({LABEL_MANAGED: "1", LABEL_SESSION: s.id})
+        inspected = json.dumps(docker.APIClient().inspect_container(c.ref.id))
+        seen = [
+            r.stdout,
+            r.stderr,
+            inspected,
+            orc.audit.path.read_text(),  # type: ignore[union-attr]
+            *(p.read_text() for p in orc.bridge.servers_dir.rglob("*") if p.is_file()),
+        ]  # type: ignore[union-attr]
+        assert not [text for text in seen if secret in text]

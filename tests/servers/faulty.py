@@ -44,6 +44,14 @@ def hang(seconds: float = 3600) -> str:
 
 
 @mcp.tool()
+def token_hash() -> str:
+    """sha256 of the API_TOKEN this server was started with (to prove it got the secret)."""
+    import hashlib
+
+    return hashlib.sha256(os.environ.get("API_TOKEN", "").encode()).hexdigest()
+
+
+@mcp.tool()
 def fail() -> str:
     """Raises an error."""
     raise ValueError("this tool always fails")
