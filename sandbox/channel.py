@@ -26,6 +26,8 @@ from typing import cast
 from sandbox.exceptions import ContainerStartError
 
 SOCKET_NAME = "sbx.sock"
+EGRESS_SOCKET = "egress.sock"
+"""Present in a run's folder only for profiles with network 'allowlist'."""
 CONTAINER_DIR = "/run/sbx"
 _TAGS = {b"C": "ctl", b"O": "out", b"E": "err"}
 _EXIT_LINE = re.compile(rb"EXIT (-?\d{1,4})\n")

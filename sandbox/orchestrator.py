@@ -8,6 +8,7 @@ one after it warms up. A warm container holds no code until its run begins.
 
 from __future__ import annotations
 
+import asyncio
 import codecs
 import contextlib
 import fcntl
@@ -39,7 +40,8 @@ from sandbox.backends.base import (
 )
 from sandbox.bridge.config import load_config
 from sandbox.bridge.endpoint import ToolBridge, allowed
-from sandbox.channel import CallHandler, RunChannel, response_frame
+from sandbox.channel import EGRESS_SOCKET, CallHandler, RunChannel, response_frame
+from sandbox.egress import EgressContext, EgressProxy
 from sandbox.exceptions import (
     ContainerStartError,
     ControllerBusyError,
@@ -73,6 +75,7 @@ class _Warm:
     exec_id: str
     ref: ContainerRef
     channel: RunChannel
+    egress: EgressProxy | None = None
 
 
 class Orchestrator:
@@ -103,6 +106,8 @@ class Orchestrator:
         self._guard = threading.Lock()
         self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="sbx")
+        self._aloop: asyncio.AbstractEventLoop | None = None
+        self._aloop_lock = threading.Lock()
         self.audit = AuditLog(
             self.settings.audit_log or self.settings.data_dir / "audit.log",
             AuditKeys.load_or_create(
@@ -233,6 +238,16 @@ class Orchestrator:
             return []
         return self.bridge.search_tools(query, detail, limit)
 
+    def _async_loop(self) -> asyncio.AbstractEventLoop:
+        """An event loop thread for the controller's async services (egress proxies)."""
+        with self._aloop_lock:
+            if self._aloop is None:
+                self._aloop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=self._aloop.run_forever, name="sbx-async", daemon=True
+                ).start()
+            return self._aloop
+
     def expire_sessions(self, now: float | None = None) -> list[str]:
         """Close sessions past their TTL or idle time; returns their ids."""
         now = time.monotonic() if now is None else now
@@ -300,6 +315,8 @@ class Orchestrator:
             except SandboxError:
                 logger.exception("closing session %s", session.id)
         self._pool.shutdown(wait=True)
+        if self._aloop is not None:
+            self._aloop.call_soon_threadsafe(self._aloop.stop)
         if self.bridge is not None:
             self.bridge.close()
         self.backend.close()
@@ -602,16 +619,38 @@ class Session:
             servers=orc.bridge.servers_dir if orc.bridge else None,
         )
         ref: ContainerRef | None = None
+        egress: EgressProxy | None = None
         try:
+            if self.profile.network == "allowlist":
+                egress = EgressProxy(
+                    EgressContext(
+                        self.owner,
+                        self.id,
+                        exec_id,
+                        frozenset(self.profile.egress),
+                        self.profile.egress_private,
+                    ),
+                    orc.audit,
+                )
+                loop = orc._async_loop()
+                asyncio.run_coroutine_threadsafe(
+                    egress.start(channel.dir / EGRESS_SOCKET), loop
+                ).result(10)
             ref = orc.backend.create(spec)
             orc.backend.start(ref)
             channel.accept_runtime(time.monotonic() + orc.settings.start_timeout_s)
         except BaseException:
+            self._stop_egress(egress)
             channel.close()
             if ref is not None:
                 orc.backend.remove(ref)
             raise
-        return _Warm(exec_id, ref, channel)
+        return _Warm(exec_id, ref, channel, egress)
+
+    def _stop_egress(self, egress: EgressProxy | None) -> None:
+        if egress is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(egress.stop(), self._orc._async_loop()).result(10)
 
     def _finish(
         self,
@@ -692,6 +731,7 @@ class Session:
         return bridge.search_tools(query, detail, limit, self.tools) if bridge else []
 
     def _discard(self, warm: _Warm) -> None:
+        self._stop_egress(warm.egress)
         warm.channel.close()
         try:
             self._orc.backend.remove(warm.ref)

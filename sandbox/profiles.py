@@ -44,7 +44,12 @@ class Profile(BaseModel):
     tools: tuple[str, ...] | None = None
     """Allowed MCP tools ('crm.*'); None allows every configured tool, () none."""
     runtime: Literal["runc", "runsc"] = "runc"
-    network: Literal["none"] = "none"
+    network: Literal["none", "allowlist"] = "none"
+    """'allowlist': HTTP(S) through the controller's proxy to `egress` host:port pairs only."""
+    egress: tuple[str, ...] = ()
+    """Allowed 'host:port' targets (exact, lower-case host names or IP literals)."""
+    egress_private: bool = False
+    """Let allowlisted names resolve to private/loopback addresses (off: DNS-rebinding guard)."""
     static_analysis: Mode = "warn"
     commands: tuple[str, ...] = DEFAULT_COMMANDS
     """Base commands `run_command` may start."""

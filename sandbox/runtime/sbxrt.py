@@ -21,6 +21,8 @@ import sys
 import types
 
 SOCKET_PATH = os.environ.get("SBX_SOCKET", "/run/sbx/sbx.sock")
+EGRESS_PATH = os.path.join(os.path.dirname(SOCKET_PATH), "egress.sock")
+PROXY_PORT = 3128
 MAX_HEADER = 128
 
 
@@ -224,11 +226,53 @@ def _run(code: str, env: dict[str, str], cwd: str) -> int:
         return 1
 
 
+def _pump(src: socket.socket, dst: socket.socket) -> None:
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        try:  # noqa: SIM105 - stdlib-lean runtime: no contextlib import on the start path
+            dst.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+
+def _start_egress_relay() -> None:
+    """Relay 127.0.0.1:3128 to the controller's egress proxy; the box itself has no route."""
+    import threading
+
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind(("127.0.0.1", PROXY_PORT))
+    server.listen(16)
+
+    def serve() -> None:
+        while True:
+            client, _ = server.accept()
+            upstream = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                upstream.connect(EGRESS_PATH)
+            except OSError:
+                client.close()
+                continue
+            threading.Thread(target=_pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=_pump, args=(upstream, client), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    proxy = f"http://127.0.0.1:{PROXY_PORT}"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"):
+        os.environ[name] = proxy
+
+
 def main() -> None:
     ctl = _dial(b"C")
     out = _dial(b"O")
     err = _dial(b"E")
     code, env, cwd, token = _read_request(ctl)
+    if os.path.exists(EGRESS_PATH):
+        _start_egress_relay()
     _state["ctl"], _state["token"] = ctl, token
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
