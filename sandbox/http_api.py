@@ -266,25 +266,41 @@ def create_app(
     mcp_server = build_mcp_server(lambda: orc(), keystore=keystore, idle_s=api.session_idle_s)
     mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=api.host)
 
+    def attach(o: Orchestrator) -> None:
+        o.audit.subscribe(metrics.on_audit)
+        holder["orc"] = o
+
+    async def connect_when_the_engine_answers() -> None:
+        # No engine at startup is not a crash: /healthz says 503 and runs get 503 until it answers.
+        delay = 1.0
+        while holder["orc"] is None:
+            try:
+                attach(await run_in_threadpool(Orchestrator, settings))
+            except BackendUnavailableError as exc:
+                holder["startup_error"] = str(exc)[:300]
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = holder["orc"] is None
-        if owned:
-            holder["orc"] = await run_in_threadpool(Orchestrator, settings)
-        orc().audit.subscribe(metrics.on_audit)
+        if not owned:
+            attach(holder["orc"])
         holder["admission"] = Admission(
             api.rate_per_s, api.rate_burst, api.runs_per_key, api.runs_total, api.run_queue
         )
-        expiry = asyncio.create_task(_expire_loop(orc(), metrics))
+        connecting = asyncio.create_task(connect_when_the_engine_answers())
+        expiry = asyncio.create_task(_expire_loop(lambda: holder["orc"], metrics))
         try:
             async with mcp_app.router.lifespan_context(mcp_app):
                 yield
         finally:
-            expiry.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await expiry
-            if owned:
-                await run_in_threadpool(orc().close)
+            for task in (connecting, expiry):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            if owned and holder["orc"] is not None:
+                await run_in_threadpool(holder["orc"].close)
 
     def orc() -> Orchestrator:
         o = holder["orc"]
@@ -550,7 +566,8 @@ def create_app(
     async def healthz() -> JSONResponse:
         o = holder["orc"]
         if o is None:
-            return JSONResponse({"status": "starting"}, status_code=503)
+            starting = {"status": "starting", "engine": holder.get("startup_error", "connecting")}
+            return JSONResponse(starting, status_code=503)
         try:
             await run_in_threadpool(o.backend.ping)
         except SandboxError as exc:
@@ -564,8 +581,10 @@ def create_app(
     async def prometheus() -> Response:
         o = holder["orc"]
         if o is not None:
-            metrics.sessions.set(len(o.sessions()))
-            metrics.pii_tokens.set(sum(s.tokenizer.issued for s in o.sessions() if s.tokenizer))
+            sessions = o.sessions()
+            metrics.sessions.set(len(sessions))
+            metrics.pii_tokens.set(sum(s.tokenizer.issued for s in sessions if s.tokenizer))
+            metrics.warm_ready.set(sum(s.warm_ready() for s in sessions))
         return Response(metrics.render(), media_type=metrics.content_type)
 
     app.mount("/", mcp_app)
@@ -580,9 +599,14 @@ def _key_of(request: Request, keys: KeyStore) -> ApiKey | None:
     return keys.verify(value.strip())
 
 
-async def _expire_loop(orc: Orchestrator, metrics: Metrics, every_s: float = 5.0) -> None:
+async def _expire_loop(
+    get_orc: Callable[[], Orchestrator | None], metrics: Metrics, every_s: float = 5.0
+) -> None:
     while True:
         await asyncio.sleep(every_s)
+        orc = get_orc()
+        if orc is None:
+            continue
         try:
             expired = await run_in_threadpool(orc.expire_sessions)
         except Exception:

@@ -30,6 +30,11 @@ class Metrics:
             "sbx_rate_limited_total", "Requests refused by a rate limit.", registry=r
         )
         self.sessions = Gauge("sbx_sessions_open", "Open sessions.", registry=r)
+        self.warm_ready = Gauge(
+            "sbx_warm_containers_ready",
+            "Sessions whose next container is started and waiting.",
+            registry=r,
+        )
         self.tool_calls = Counter(
             "sbx_tool_calls_total", "Tool calls by outcome.", ["outcome"], registry=r
         )

@@ -750,6 +750,11 @@ class Session:
             return False
         return True
 
+    def warm_ready(self) -> bool:
+        """True when the next container is started and waiting (no wait)."""
+        pending = self._next
+        return pending is not None and pending.done() and pending.exception() is None
+
     def settle(self, timeout: float = 30.0) -> None:
         """Wait until every finished run's container has been removed."""
         end = time.monotonic() + timeout

@@ -280,6 +280,7 @@ def test_security_headers_health_and_metrics(api, alice: Client) -> None:  # typ
     )
     metrics = httpx.get(f"{server.url}/metrics").text
     assert 'sbx_runs_total{outcome="ok"}' in metrics and "sbx_auth_failures_total" in metrics
+    assert "sbx_warm_containers_ready" in metrics and "sbx_tool_calls_total" in metrics
     assert httpx.get(f"{server.url}/openapi.json").json()["info"]["title"] == "sandbox"
 
 

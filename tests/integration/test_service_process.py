@@ -129,3 +129,43 @@ def test_audit_verify_passes_a_real_trail_and_names_tampering(make_settings) -> 
         ["sandbox", "audit", "verify", str(log)], env=env, capture_output=True, text=True
     )
     assert bad.returncode == 1 and "MAC mismatch" in bad.stdout and "NOT intact" in bad.stdout
+
+
+def test_serve_without_an_engine_stays_up_and_says_503(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    env = {**env_for(make_settings()), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
+    env.pop("SANDBOX_DOCKER_HOST", None)
+    key = subprocess.run(
+        ["sandbox", "keys", "create", "--owner", "alice"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    port = free_port()
+    proc = subprocess.Popen(
+        ["sandbox", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        health = None
+        for _ in range(100):
+            try:
+                health = httpx.get(f"{url}/healthz", timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        assert (
+            health is not None
+            and health.status_code == 503
+            and health.json()["status"] == "starting"
+        )
+        r = httpx.post(f"{url}/v1/sessions", json={}, headers={"Authorization": f"Bearer {key}"})
+        assert r.status_code == 503 and r.json()["error"]["code"] == "starting"
+        time.sleep(2)
+        assert proc.poll() is None, "the server exited instead of waiting for the engine"
+    finally:
+        proc.terminate()
+        proc.wait(30)
