@@ -451,21 +451,22 @@ def create_app(
         metrics.sessions.set(len(orc().sessions()))
         return Response(status_code=204)
 
+    async def admitted(key: ApiKey, fn: Callable[..., RunResult], *args: Any) -> RunResult:
+        """A run within the key's and the global caps, off the event loop, counted."""
+        async with holder["admission"].run_slot(key):
+            result = await run_in_threadpool(fn, *args)
+        metrics.observe_run(result)
+        return result
+
     @app.post("/v1/sessions/{sid}/runs", response_model=RunResult)
     async def run(sid: str, body: RunRequest, key: Key) -> RunResult:
         s = owned_session(key, sid)
-        async with holder["admission"].run_slot(key):
-            result = await run_in_threadpool(s.run, body.code, body.timeout, body.env)
-        metrics.observe_run(result)
-        return result
+        return await admitted(key, s.run, body.code, body.timeout, body.env)
 
     @app.post("/v1/sessions/{sid}/commands", response_model=RunResult)
     async def run_command(sid: str, body: CommandRequest, key: Key) -> RunResult:
         s = owned_session(key, sid)
-        async with holder["admission"].run_slot(key):
-            result = await run_in_threadpool(s.run_command, body.command, body.timeout, body.env)
-        metrics.observe_run(result)
-        return result
+        return await admitted(key, s.run_command, body.command, body.timeout, body.env)
 
     @app.post("/v1/sessions/{sid}/runs/stream")
     async def run_stream(sid: str, body: RunRequest, key: Key) -> StreamingResponse:

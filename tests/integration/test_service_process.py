@@ -30,6 +30,35 @@ def env_for(settings) -> dict[str, str]:  # type: ignore[no-untyped-def]
     }
 
 
+def create_key(env: dict[str, str], owner: str = "alice") -> str:
+    done = subprocess.run(
+        ["sandbox", "keys", "create", "--owner", owner],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def start_serve(
+    env: dict[str, str], stderr: int = subprocess.DEVNULL
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`sandbox serve` on a free port, once /healthz answers (with any status)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["sandbox", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            httpx.get(f"{url}/healthz", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.1)
+    return proc, url
+
+
 def test_keys_are_created_listed_and_revoked_from_the_cli(make_settings) -> None:  # type: ignore[no-untyped-def]
     env = env_for(make_settings())
     created = subprocess.run(
@@ -64,27 +93,8 @@ def test_sigterm_lets_the_running_execution_finish_and_leaves_no_container(
 ) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(controller_id=make_settings().controller_id + "g")
     env = env_for(settings)
-    key = subprocess.run(
-        ["sandbox", "keys", "create", "--owner", "alice"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen(
-        ["sandbox", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.1)
+    key = create_key(env)
+    proc, url = start_serve(env, stderr=subprocess.PIPE)
     results: list[object] = []
     with Client(url, key) as c:
         s = c.session()
@@ -134,34 +144,11 @@ def test_audit_verify_passes_a_real_trail_and_names_tampering(make_settings) -> 
 def test_serve_without_an_engine_stays_up_and_says_503(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     env = {**env_for(make_settings()), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     env.pop("SANDBOX_DOCKER_HOST", None)
-    key = subprocess.run(
-        ["sandbox", "keys", "create", "--owner", "alice"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    port = free_port()
-    proc = subprocess.Popen(
-        ["sandbox", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+    key = create_key(env)
+    proc, url = start_serve(env)
     try:
-        health = None
-        for _ in range(100):
-            try:
-                health = httpx.get(f"{url}/healthz", timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        assert (
-            health is not None
-            and health.status_code == 503
-            and health.json()["status"] == "starting"
-        )
+        health = httpx.get(f"{url}/healthz", timeout=5)
+        assert health.status_code == 503 and health.json()["status"] == "starting"
         r = httpx.post(f"{url}/v1/sessions", json={}, headers={"Authorization": f"Bearer {key}"})
         assert r.status_code == 503 and r.json()["error"]["code"] == "starting"
         time.sleep(2)
