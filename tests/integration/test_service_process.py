@@ -42,9 +42,9 @@ def create_key(env: dict[str, str], owner: str = "alice") -> str:
 
 
 def start_serve(
-    env: dict[str, str], stderr: int = subprocess.DEVNULL
+    env: dict[str, str], stderr: int = subprocess.DEVNULL, ready: bool = True
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """`sandbox serve` on a free port, once /healthz answers (with any status)."""
+    """`sandbox serve` on a free port, once /healthz says 200 (or, unless `ready`, anything)."""
     port = free_port()
     proc = subprocess.Popen(
         ["sandbox", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL, stderr=stderr
@@ -52,10 +52,11 @@ def start_serve(
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            break
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200 or not ready:
+                break
         except httpx.TransportError:
-            time.sleep(0.1)
+            pass
+        time.sleep(0.1)
     return proc, url
 
 
@@ -145,7 +146,7 @@ def test_serve_without_an_engine_stays_up_and_says_503(make_settings, tmp_path) 
     env = {**env_for(make_settings()), "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock"}
     env.pop("SANDBOX_DOCKER_HOST", None)
     key = create_key(env)
-    proc, url = start_serve(env)
+    proc, url = start_serve(env, ready=False)
     try:
         health = httpx.get(f"{url}/healthz", timeout=5)
         assert health.status_code == 503 and health.json()["status"] == "starting"
