@@ -28,9 +28,9 @@ from sandbox.images import ensure_image
 CODE = "print(1)"
 
 
-def bare_docker_run(image: str) -> Callable[[], None]:
+def bare_docker_run(image: str, runtime: str) -> Callable[[], None]:
     cmd = [
-        "docker", "run", "--rm", "--init", "--read-only", "--cap-drop", "ALL",
+        "docker", "run", "--rm", "--runtime", runtime, "--init", "--read-only", "--cap-drop", "ALL",
         "--security-opt", "no-new-privileges", "--network", "none", "--user", "1000:1000",
         "--pids-limit", "128", "--memory", "512m", "--memory-swap", "512m", "--cpus", "1",
         "--log-driver", "none", "--tmpfs", "/tmp:rw,nosuid,nodev,noexec,size=64m",
@@ -152,22 +152,31 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--no-llm-sandbox", action="store_true")
     ap.add_argument("--json", type=Path, help="also write raw numbers here")
+    ap.add_argument(
+        "--runtime", choices=["runc", "runsc"], default="runc", help="OCI runtime for every variant"
+    )
     args = ap.parse_args()
 
     backend = DockerBackend()
     image = ensure_image(backend, "sbx-base:bookworm")
     data = Path(tempfile.mkdtemp(prefix="sbx-bench-"))
-    base = {"image": image, "controller_id": "bench"}
+    base = {"image": image, "controller_id": "bench", "runtime": args.runtime}
     with (
         Orchestrator(Settings(data_dir=data / "warm", warm=True, **base)) as warm_orc,
         Orchestrator(
-            Settings(data_dir=data / "cold", warm=False, controller_id="benchcold", image=image)
+            Settings(
+                data_dir=data / "cold",
+                warm=False,
+                controller_id="benchcold",
+                image=image,
+                runtime=args.runtime,
+            )
         ) as cold_orc,
     ):
         warm_s = warm_orc.session(owner="bench")
         cold_s = cold_orc.session(owner="bench")
         variants: dict[str, Callable[[], None]] = {
-            "bare docker run --rm (CLI)": bare_docker_run(image),
+            "bare docker run --rm (CLI)": bare_docker_run(image, args.runtime),
             "sandbox cold run (no warm container)": ours(cold_s, warm=False),
             "sandbox warm run": ours(warm_s, warm=True),
         }
