@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -84,12 +85,16 @@ class _BaseClient:
     def __repr__(self) -> str:  # the API key never appears here
         return f"{type(self).__name__}({self.base_url!r})"
 
-    def _should_retry(self, method: str, attempt: int, status: int | None) -> bool:
-        return (
-            method in _IDEMPOTENT
-            and attempt < self._retries
-            and (status is None or status in _RETRY_STATUS)
-        )
+    def _should_retry(
+        self, method: str, attempt: int, status: int | None, kw: dict[str, Any]
+    ) -> bool:
+        # A POST is safe to resend only with an Idempotency-Key: the server then runs it once.
+        safe = method in _IDEMPOTENT or "Idempotency-Key" in (kw.get("headers") or {})
+        return safe and attempt < self._retries and (status is None or status in _RETRY_STATUS)
+
+    @staticmethod
+    def _idempotency() -> dict[str, str]:
+        return {"Idempotency-Key": uuid.uuid4().hex}
 
     @staticmethod
     def _backoff(attempt: int) -> float:
@@ -181,10 +186,10 @@ class Client(_BaseClient):
             try:
                 response = self._http.request(method, url, **kw)
             except httpx.TransportError as exc:
-                if not self._should_retry(method, attempt, None):
+                if not self._should_retry(method, attempt, None, kw):
                     raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
             else:
-                if not self._should_retry(method, attempt, response.status_code):
+                if not self._should_retry(method, attempt, response.status_code, kw):
                     self._raise_for(response)
                     return response
             time.sleep(self._backoff(attempt))
@@ -244,7 +249,10 @@ class RemoteSession:
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
     ) -> RunResult:
         r = self._c.request(
-            "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
+            "POST",
+            f"{self._base}/runs",
+            json=self._c._run_body(code, timeout, env),
+            headers=self._c._idempotency(),
         )
         return RunResult.model_validate(r.json())
 
@@ -261,7 +269,9 @@ class RemoteSession:
             if v is not None
         }
         return RunResult.model_validate(
-            self._c.request("POST", f"{self._base}/commands", json=body).json()
+            self._c.request(
+                "POST", f"{self._base}/commands", json=body, headers=self._c._idempotency()
+            ).json()
         )
 
     def stream(
@@ -353,10 +363,10 @@ class AsyncClient(_BaseClient):
             try:
                 response = await self._http.request(method, url, **kw)
             except httpx.TransportError as exc:
-                if not self._should_retry(method, attempt, None):
+                if not self._should_retry(method, attempt, None, kw):
                     raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
             else:
-                if not self._should_retry(method, attempt, response.status_code):
+                if not self._should_retry(method, attempt, response.status_code, kw):
                     self._raise_for(response)
                     return response
             await asyncio.sleep(self._backoff(attempt))
@@ -414,7 +424,10 @@ class AsyncRemoteSession:
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
     ) -> RunResult:
         r = await self._c.request(
-            "POST", f"{self._base}/runs", json=self._c._run_body(code, timeout, env)
+            "POST",
+            f"{self._base}/runs",
+            json=self._c._run_body(code, timeout, env),
+            headers=self._c._idempotency(),
         )
         return RunResult.model_validate(r.json())
 
@@ -429,7 +442,9 @@ class AsyncRemoteSession:
             for k, v in {"command": command, "timeout": timeout, "env": env}.items()
             if v is not None
         }
-        r = await self._c.request("POST", f"{self._base}/commands", json=body)
+        r = await self._c.request(
+            "POST", f"{self._base}/commands", json=body, headers=self._c._idempotency()
+        )
         return RunResult.model_validate(r.json())
 
     async def stream(

@@ -10,6 +10,7 @@ code: {"error": {"code": "not_found", "message": "..."}}.
 # and the `Key` dependency alias is local to create_app.
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -451,22 +452,66 @@ def create_app(
         metrics.sessions.set(len(orc().sessions()))
         return Response(status_code=204)
 
-    async def admitted(key: ApiKey, fn: Callable[..., RunResult], *args: Any) -> RunResult:
-        """A run within the key's and the global caps, off the event loop, counted."""
+    idempotent: dict[tuple[str, str, str], tuple[str, float, asyncio.Future[RunResult]]] = {}
+
+    async def admitted(
+        key: ApiKey,
+        sid: str,
+        request: Request,
+        body: BaseModel,
+        fn: Callable[..., RunResult],
+        *args: Any,
+    ) -> RunResult:
+        """A run within the key's and the global caps, off the event loop, counted, and at most
+        once per Idempotency-Key (a retry gets the first attempt's result)."""
+        idem = request.headers.get("idempotency-key")
+        if idem is None:
+            return await execute(key, fn, *args)
+        if not 1 <= len(idem) <= 64:
+            raise ApiError(400, "invalid_input", "Idempotency-Key must be 1-64 characters")
+        digest = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+        now = time.monotonic()
+        for k in [k for k, (_, at, _) in idempotent.items() if now - at > 600]:
+            del idempotent[k]
+        entry = idempotent.get((key.owner, sid, idem))
+        if entry is not None:
+            if entry[0] != digest:
+                raise ApiError(
+                    422,
+                    "idempotency_conflict",
+                    "this Idempotency-Key was used with another request",
+                )
+            return await asyncio.shield(entry[2])
+        if len(idempotent) >= 10_000:
+            raise ApiError(
+                429, "rate_limited", "too many idempotent requests in flight", {"Retry-After": "1"}
+            )
+        future: asyncio.Future[RunResult] = asyncio.ensure_future(execute(key, fn, *args))
+        idempotent[(key.owner, sid, idem)] = (digest, now, future)
+        try:
+            return await asyncio.shield(future)
+        except BaseException:
+            if future.done() and future.exception() is not None:
+                idempotent.pop((key.owner, sid, idem), None)  # a failed attempt may be retried
+            raise
+
+    async def execute(key: ApiKey, fn: Callable[..., RunResult], *args: Any) -> RunResult:
         async with holder["admission"].run_slot(key):
             result = await run_in_threadpool(fn, *args)
         metrics.observe_run(result)
         return result
 
     @app.post("/v1/sessions/{sid}/runs", response_model=RunResult)
-    async def run(sid: str, body: RunRequest, key: Key) -> RunResult:
+    async def run(sid: str, body: RunRequest, request: Request, key: Key) -> RunResult:
         s = owned_session(key, sid)
-        return await admitted(key, s.run, body.code, body.timeout, body.env)
+        return await admitted(key, sid, request, body, s.run, body.code, body.timeout, body.env)
 
     @app.post("/v1/sessions/{sid}/commands", response_model=RunResult)
-    async def run_command(sid: str, body: CommandRequest, key: Key) -> RunResult:
+    async def run_command(sid: str, body: CommandRequest, request: Request, key: Key) -> RunResult:
         s = owned_session(key, sid)
-        return await admitted(key, s.run_command, body.command, body.timeout, body.env)
+        return await admitted(
+            key, sid, request, body, s.run_command, body.command, body.timeout, body.env
+        )
 
     @app.post("/v1/sessions/{sid}/runs/stream")
     async def run_stream(sid: str, body: RunRequest, key: Key) -> StreamingResponse:

@@ -424,3 +424,37 @@ def test_the_mcp_stdio_server_serves_one_session_per_client(make_settings) -> No
     assert read == {"result": "hi [EMAIL_2]"}  # exact-text tokens: the upper-cased one was EMAIL_1
     assert [e["path"] for e in listed["result"]] == ["hello.txt"]  # type: ignore[index]
     assert [e["path"] for e in skills["result"]] == ["s.py"]  # type: ignore[index]
+
+
+def test_a_retried_run_with_the_same_idempotency_key_executes_once(api, alice: Client) -> None:  # type: ignore[no-untyped-def]
+    server, secrets, _ = api
+    with alice.session() as s:
+        headers = {"Authorization": f"Bearer {secrets['alice']}", "Idempotency-Key": "retry-1"}
+        code = {
+            "code": "import os, time\nn = len(os.listdir('.'))\nopen(f'ran{n}', 'w').close()\ntime.sleep(1)\nprint(n)"
+        }
+        url = f"{server.url}/v1/sessions/{s.id}/runs"
+        results: list[httpx.Response] = []
+        threads = [
+            threading.Thread(
+                target=lambda: results.append(
+                    httpx.post(url, json=code, headers=headers, timeout=30)
+                )
+            )
+            for _ in range(3)
+        ]
+        for t in threads:
+            t.start()
+            time.sleep(0.2)  # the client "timed out" and retried, twice
+        for t in threads:
+            t.join(30)
+        assert [r.status_code for r in results] == [200, 200, 200]
+        assert len({r.json()["exec_id"] for r in results}) == 1
+        assert [e.path for e in s.list_files()] == ["ran0"]  # one execution
+        again = httpx.post(url, json=code, headers=headers, timeout=30)
+        assert again.json()["exec_id"] == results[0].json()["exec_id"]
+        conflict = httpx.post(url, json={"code": "print(2)"}, headers=headers, timeout=30)
+        assert (
+            conflict.status_code == 422
+            and conflict.json()["error"]["code"] == "idempotency_conflict"
+        )
