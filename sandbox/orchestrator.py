@@ -926,7 +926,12 @@ def _pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
     keys = {kid: s.get_secret_value().encode() for kid, s in cfg.previous_secrets.items()}
     keys[cfg.key_id] = secret
     recognizers = default_recognizers(cfg.phone_region)
-    return MasterKeys(keys, cfg.key_id), Detector(recognizers, entities=cfg.entities)
+    extra = []
+    if cfg.presidio_entities:
+        from sandbox.pii.presidio import presidio_detector
+
+        extra.append(presidio_detector(cfg.presidio_entities, cfg.presidio_model))
+    return MasterKeys(keys, cfg.key_id), Detector(recognizers, entities=cfg.entities, extra=extra)
 
 
 _SHELL_SYNTAX = re.compile(r"[;|&`<>\n]|\$\(")

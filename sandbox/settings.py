@@ -26,6 +26,10 @@ class PiiSettings(BaseModel):
     key_id: str = "k1"
     previous_secrets: dict[str, SecretStr] = {}
     """Older master secrets by key id, still readable for sessions opened under them."""
+    presidio_entities: list[str] | None = None
+    """Also tokenize these Presidio entities (e.g. PERSON, LOCATION); needs the `presidio`
+    extra and a spaCy model with NER. None: Presidio is not used."""
+    presidio_model: str = "en_core_web_lg"
 
 
 class ApiSettings(BaseModel):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sandbox.pii.recognizers import Recognizer, default_recognizers
@@ -44,7 +44,11 @@ class Detector:
         recognizers: Iterable[Recognizer] | None = None,
         entities: Iterable[str] | None = None,
         engine: str = "auto",
+        extra: Iterable[Callable[[str], list[Finding]]] = (),
     ) -> None:
+        """`extra` detectors (e.g. `sandbox.pii.presidio.presidio_detector`) add their findings;
+        overlaps are resolved with the built-in ones, which win ties."""
+        self._extra = list(extra)
         recs = list(recognizers) if recognizers is not None else default_recognizers()
         if entities is not None:
             wanted = set(entities)
@@ -144,6 +148,8 @@ class Detector:
                         taken.add(f.start, f.end, rec.priority)
                         if isinstance(matches, _Searcher):
                             matches.accepted(f.end)
+        for detector in self._extra:
+            found.extend(f for f in detector(text[lo:hi]) if f.end <= hi - lo)
         return _resolve(found, {r.entity: r.priority for r in self.recognizers})
 
 
