@@ -5,69 +5,47 @@
         with client.session() as s:
             r = s.run("print(1)")
 
-`AsyncClient` has the same methods, awaited (and `aclose()`). Errors carry the server's code
-and message and use the embedded API's classes (NotFoundError, UnsafePathError, ...).
-Only idempotent requests (GET, PUT, DELETE) are retried, on connection errors and 502/503/504.
+`RemoteSession` and the embedded `sandbox.Session` both satisfy `sandbox.session_api.SessionAPI`;
+`AsyncClient` has the same methods, awaited (and `aclose()`), and its sessions satisfy
+`AsyncSessionAPI`. Errors are the embedded API's classes, found by the server's error code
+(`sandbox.exceptions.error_for`), and carry that `code` and the HTTP `status`.
+Only idempotent requests (GET, PUT, DELETE, or a POST with an Idempotency-Key) are retried,
+on connection errors and 502/503/504.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
 from sandbox.exceptions import (
     ApiError,
-    AuthenticationError,
-    BackendError,
     BackendUnavailableError,
-    FileTypeError,
-    InvalidInputError,
     NotFoundError,
-    PolicyViolationError,
-    QuotaExceededError,
     RateLimitedError,
     SandboxError,
-    UnsafePathError,
+    error_for,
 )
-from sandbox.models import FileEntry, RunResult
+from sandbox.models import FileEntry, OutputEvent, RunResult
+from sandbox.session_api import ToolInfo
 
-_CODES: dict[str, type[SandboxError]] = {
-    "not_found": NotFoundError,
-    "unsafe_path": UnsafePathError,
-    "invalid_input": InvalidInputError,
-    "invalid_request": InvalidInputError,
-    "malformed_json": InvalidInputError,
-    "not_a_regular_file": FileTypeError,
-    "policy_violation": PolicyViolationError,
-    "quota_exceeded": QuotaExceededError,
-    "body_too_large": QuotaExceededError,
-    "unauthorized": AuthenticationError,
-    "rate_limited": RateLimitedError,
-    "queue_full": RateLimitedError,
-    "too_many_sessions": RateLimitedError,
-    "backend_unavailable": BackendUnavailableError,
-    "backend_error": BackendError,
-}
+if TYPE_CHECKING:
+    from sandbox.session_api import AsyncSessionAPI, SessionAPI
+
+__all__ = ["AsyncClient", "AsyncRemoteSession", "Client", "OutputEvent", "RemoteSession"]
+
 _IDEMPOTENT = {"GET", "PUT", "DELETE", "HEAD"}
 _RETRY_STATUS = {502, 503, 504}
-
-
-@dataclass(frozen=True)
-class OutputEvent:
-    """A piece of output while a streamed run goes."""
-
-    stream: str
-    text: str
 
 
 class _BaseClient:
@@ -102,6 +80,7 @@ class _BaseClient:
 
     @staticmethod
     def _raise_for(response: httpx.Response) -> None:
+        """Raises the class `error_for` names for the response's error code, if it failed."""
         if response.is_success:
             return
         try:
@@ -109,12 +88,15 @@ class _BaseClient:
             code, message = str(err["code"]), str(err["message"])
         except (ValueError, KeyError, TypeError):
             code, message = "http_error", response.text[:300] or response.reason_phrase
-        exc = _CODES.get(code, ApiError)(f"{message} [{code}, HTTP {response.status_code}]")
-        exc.code, exc.status = code, response.status_code  # type: ignore[attr-defined]
+        exc = _error(code, f"{message} [{code}, HTTP {response.status_code}]")
+        exc.status = response.status_code
         if isinstance(exc, RateLimitedError) and "retry-after" in response.headers:
             with contextlib.suppress(ValueError):
                 exc.retry_after = float(response.headers["retry-after"])
         raise exc
+
+    def _unreachable(self, exc: httpx.TransportError) -> BackendUnavailableError:
+        return BackendUnavailableError(f"cannot reach {self.base_url}: {exc}")
 
     @staticmethod
     def _path(path: str) -> str:
@@ -139,25 +121,55 @@ class _BaseClient:
         }
 
 
-def _sse(lines: Iterator[str]) -> Iterator[tuple[str, str]]:
-    event, data = "message", list[str]()
-    for line in lines:
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = "message", list[str]()
-        elif line.startswith("event:"):
-            event = line[6:].strip()
+def _error(code: str, message: str) -> SandboxError:
+    exc = error_for(code)(message)
+    exc.code = code  # the server's own code, also when an alias or ApiError stands for it
+    return exc
+
+
+class _RunEvents:
+    """The events of a streamed run, from the lines of its server-sent-events body (no I/O,
+    so the sync and async clients parse alike)."""
+
+    def __init__(self) -> None:
+        self._kind, self._data = "message", list[str]()
+        self.done = False
+
+    def feed(self, line: str) -> OutputEvent | RunResult | None:
+        """The event a blank line completes, if it is one a caller sees.
+
+        Raises:
+            The SandboxError the server reported for the run (an `error` event).
+        """
+        if line.startswith("event:"):
+            self._kind = line[6:].strip()
         elif line.startswith("data:"):
-            data.append(line[5:].strip())
+            self._data.append(line[5:].removeprefix(" "))
+        elif not line:
+            kind, data = self._kind, "\n".join(self._data)
+            self._kind, self._data = "message", []
+            return self._event(kind, data) if data else None
+        return None
 
+    def _event(self, kind: str, data: str) -> OutputEvent | RunResult | None:
+        if kind not in ("stdout", "stderr", "result", "error"):
+            return None  # an event this client does not know (from a newer server): skipped
+        self.done = kind in ("result", "error")
+        try:  # pydantic's ValidationError is a ValueError, as is json's JSONDecodeError
+            if kind == "result":
+                return RunResult.model_validate_json(data)
+            if kind != "error":
+                return OutputEvent.model_validate({"stream": kind, "text": json.loads(data)})
+            err = json.loads(data)
+            code, message = str(err.get("code", "internal")), str(err["message"])
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise ApiError(f"malformed {kind!r} event in the run's stream") from exc
+        raise _error(code, message)
 
-def _event(kind: str, data: str) -> OutputEvent | RunResult:
-    if kind == "result":
-        return RunResult.model_validate_json(data)
-    if kind == "error":
-        raise ApiError(json.loads(data).get("message", "run failed"))
-    return OutputEvent(kind, json.loads(data))
+    def end(self) -> None:
+        """Raises ApiError if the body ended before the run's result."""
+        if not self.done:
+            raise ApiError("the stream ended before the run's result")
 
 
 class Client(_BaseClient):
@@ -187,7 +199,7 @@ class Client(_BaseClient):
                 response = self._http.request(method, url, **kw)
             except httpx.TransportError as exc:
                 if not self._should_retry(method, attempt, None, kw):
-                    raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+                    raise self._unreachable(exc) from exc
             else:
                 if not self._should_retry(method, attempt, response.status_code, kw):
                     self._raise_for(response)
@@ -210,7 +222,7 @@ class Client(_BaseClient):
 
     def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
-    ) -> list[dict[str, Any]]:
+    ) -> list[ToolInfo]:
         params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
         return self.request("GET", "/v1/tools", params=params).json()  # type: ignore[no-any-return]
 
@@ -233,7 +245,10 @@ class Client(_BaseClient):
         return self
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -277,14 +292,27 @@ class RemoteSession:
     def stream(
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
     ) -> Iterator[OutputEvent | RunResult]:
-        """Output events while the run goes, then its RunResult."""
-        body = self._c._run_body(code, timeout, env)
-        with self._c._http.stream("POST", f"{self._base}/runs/stream", json=body) as response:
-            if not response.is_success:
-                response.read()
-                self._c._raise_for(response)
-            for kind, data in _sse(response.iter_lines()):
-                yield _event(kind, data)
+        """Output events as the server sends them, then the RunResult.
+
+        Raises:
+            The errors of `run`, from the iterator; BackendUnavailableError if the connection
+            fails; ApiError if the stream ends without the result.
+        """
+        body, events = self._c._run_body(code, timeout, env), _RunEvents()
+        try:
+            with self._c._http.stream("POST", f"{self._base}/runs/stream", json=body) as response:
+                if not response.is_success:
+                    response.read()
+                    self._c._raise_for(response)
+                for line in response.iter_lines():
+                    event = events.feed(line)
+                    if event is not None:
+                        yield event
+                    if events.done:
+                        return
+        except httpx.TransportError as exc:
+            raise self._c._unreachable(exc) from exc
+        events.end()
 
     def upload(self, path: str, data: bytes) -> None:
         self._c.request("PUT", f"{self._base}/files/{self._c._path(path)}", content=data)
@@ -319,7 +347,7 @@ class RemoteSession:
 
     def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
-    ) -> list[dict[str, Any]]:
+    ) -> list[ToolInfo]:
         return self._c.search_tools(query, detail, limit)
 
     def close(self) -> None:
@@ -330,7 +358,10 @@ class RemoteSession:
         return self
 
     def __exit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 
@@ -356,15 +387,13 @@ class AsyncClient(_BaseClient):
         )
 
     async def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
-        import asyncio
-
         attempt = 0
         while True:
             try:
                 response = await self._http.request(method, url, **kw)
             except httpx.TransportError as exc:
                 if not self._should_retry(method, attempt, None, kw):
-                    raise BackendUnavailableError(f"cannot reach {self.base_url}: {exc}") from exc
+                    raise self._unreachable(exc) from exc
             else:
                 if not self._should_retry(method, attempt, response.status_code, kw):
                     self._raise_for(response)
@@ -388,7 +417,7 @@ class AsyncClient(_BaseClient):
 
     async def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
-    ) -> list[dict[str, Any]]:
+    ) -> list[ToolInfo]:
         params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
         return (await self.request("GET", "/v1/tools", params=params)).json()  # type: ignore[no-any-return]
 
@@ -403,6 +432,9 @@ class AsyncClient(_BaseClient):
     async def read_skill(self, path: str) -> bytes:
         return (await self.request("GET", f"/v1/skills/{self._path(path)}")).content
 
+    async def delete_skill(self, path: str) -> None:
+        await self.request("DELETE", f"/v1/skills/{self._path(path)}")
+
     async def aclose(self) -> None:
         await self._http.aclose()
 
@@ -410,12 +442,17 @@ class AsyncClient(_BaseClient):
         return self
 
     async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
 
 
 class AsyncRemoteSession:
+    """A session on the server, for asyncio; the same methods as `RemoteSession`, awaited."""
+
     def __init__(self, client: AsyncClient, session_id: str, owner: str) -> None:
         self._c, self.id, self.owner = client, session_id, owner
         self._base = f"/v1/sessions/{session_id}"
@@ -450,14 +487,29 @@ class AsyncRemoteSession:
     async def stream(
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
     ) -> AsyncIterator[OutputEvent | RunResult]:
-        body = self._c._run_body(code, timeout, env)
-        async with self._c._http.stream("POST", f"{self._base}/runs/stream", json=body) as response:
-            if not response.is_success:
-                await response.aread()
-                self._c._raise_for(response)
-            lines = [line async for line in response.aiter_lines()]
-        for kind, data in _sse(iter(lines)):
-            yield _event(kind, data)
+        """Output events as the server sends them, then the RunResult.
+
+        Raises:
+            The errors of `run`, from the iterator; BackendUnavailableError if the connection
+            fails; ApiError if the stream ends without the result.
+        """
+        body, events = self._c._run_body(code, timeout, env), _RunEvents()
+        try:
+            async with self._c._http.stream(
+                "POST", f"{self._base}/runs/stream", json=body
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    self._c._raise_for(response)
+                async for line in response.aiter_lines():
+                    event = events.feed(line)
+                    if event is not None:
+                        yield event
+                    if events.done:
+                        return
+        except httpx.TransportError as exc:
+            raise self._c._unreachable(exc) from exc
+        events.end()
 
     async def upload(self, path: str, data: bytes) -> None:
         await self._c.request("PUT", f"{self._base}/files/{self._c._path(path)}", content=data)
@@ -478,9 +530,21 @@ class AsyncRemoteSession:
     async def delete_file(self, path: str) -> None:
         await self._c.request("DELETE", f"{self._base}/files/{self._c._path(path)}")
 
+    async def save_skill(self, path: str, data: bytes) -> None:
+        await self._c.save_skill(path, data)
+
+    async def read_skill(self, path: str) -> bytes:
+        return await self._c.read_skill(path)
+
+    async def list_skills(self) -> list[FileEntry]:
+        return await self._c.list_skills()
+
+    async def delete_skill(self, path: str) -> None:
+        await self._c.delete_skill(path)
+
     async def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
-    ) -> list[dict[str, Any]]:
+    ) -> list[ToolInfo]:
         return await self._c.search_tools(query, detail, limit)
 
     async def aclose(self) -> None:
@@ -491,6 +555,15 @@ class AsyncRemoteSession:
         return self
 
     async def __aexit__(
-        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+if TYPE_CHECKING:  # mypy holds the remote sessions to the session interface
+
+    def _conforms(s: RemoteSession, a: AsyncRemoteSession) -> tuple[SessionAPI, AsyncSessionAPI]:
+        return s, a

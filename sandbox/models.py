@@ -92,6 +92,15 @@ class RunResult(BaseModel):
         return "ok" if self.exit_code == 0 else "nonzero_exit"
 
 
+class OutputEvent(BaseModel):
+    """A piece of a streamed run's output, in the order the run wrote it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    stream: Literal["stdout", "stderr"]
+    text: str
+
+
 class FileEntry(BaseModel):
     """One entry of a workspace or skills listing. Names that are not UTF-8 are escaped."""
 
