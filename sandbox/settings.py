@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
+from sandbox.backends.local import LOCAL_IMAGE
 from sandbox.models import Limits, ToolLimits, validate_id
 
 
@@ -65,11 +67,16 @@ class Settings(BaseSettings):
     controller_id: str = "default"
     """Labels every container this controller makes; leftovers with it are reaped at start."""
     image: str | None = None
-    """Sandbox image to run; None builds (once) and uses the image of this version's runtime."""
+    """Sandbox image to run; None builds (once) and uses the image of this version's runtime
+    (with the local backend: its one pseudo image, "local")."""
     base_image: str = "python:3.11-slim"
     """Base for the sandbox image; when it cannot be pulled, one is bootstrapped from Debian."""
     docker_host: str | None = None
-    """Engine address; None uses the standard DOCKER_HOST resolution of the docker SDK."""
+    """Engine address; None uses the standard DOCKER_HOST resolution of the docker SDK.
+    Kept for compatibility: the same as `backend.base_url` of a Docker backend."""
+    backend: BackendConfig = DockerBackendConfig()
+    """Where boxes run: `SANDBOX_BACKEND__TYPE=docker` (default) or `local` (host processes,
+    NO isolation; also needs `SANDBOX_BACKEND__UNSAFE_NO_ISOLATION=true`)."""
     runtime: Literal["runc", "runsc"] = "runc"
     warm: bool = True
     """Keep the next container of each session started and waiting for its code."""
@@ -93,6 +100,24 @@ class Settings(BaseSettings):
     audit_keys: Path | None = None
     """The audit MAC keys (JSON, 0600); None means `<data_dir>/audit-keys.json`. Keep them
     somewhere the log's readers cannot write."""
+
+    @model_validator(mode="after")
+    def _reconcile_backend(self) -> Settings:
+        """docker_host and backend.base_url name one thing; the local backend needs no image build."""
+        backend = self.backend
+        if isinstance(backend, DockerBackendConfig):
+            if backend.base_url is None and self.docker_host is not None:
+                self.backend = backend.model_copy(update={"base_url": self.docker_host})
+            elif self.docker_host is None:
+                self.docker_host = backend.base_url
+            elif backend.base_url != self.docker_host:
+                raise ValueError(
+                    f"docker_host {self.docker_host!r} and backend.base_url "
+                    f"{backend.base_url!r} disagree; set only one"
+                )
+        elif isinstance(backend, LocalProcessBackendConfig) and self.image is None:
+            self.image = LOCAL_IMAGE
+        return self
 
     @field_validator("controller_id")
     @classmethod

@@ -8,6 +8,7 @@ subclasses); none lets an engine-specific exception escape.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,10 @@ class LaunchSpec:
     env: Mapping[str, str] = field(default_factory=dict)
 
 
+LAUNCH_SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(LaunchSpec))
+"""What a backend may claim in `Backend.enforced`."""
+
+
 @dataclass(frozen=True)
 class ContainerRef:
     id: str
@@ -70,6 +75,16 @@ class ContainerSummary:
 
 class Backend(Protocol):
     """What the Orchestrator needs from a container engine."""
+
+    @property
+    def enforced(self) -> frozenset[str]:
+        """The LaunchSpec fields (names from LAUNCH_SPEC_FIELDS) this backend honours as written.
+
+        A field left out is ignored: a memory cap or a `runtime` the backend does not enforce
+        is simply not applied, so a caller that needs one must check here first.
+        tests/contract.py checks every claimed field on every backend.
+        """
+        ...
 
     def ping(self) -> None:
         """Raises BackendUnavailableError when the engine does not answer."""

@@ -14,20 +14,23 @@ import docker
 import docker.errors
 import docker.types
 import requests.exceptions
-from pydantic import BaseModel, ConfigDict
 
 from sandbox.backends.base import (
+    LAUNCH_SPEC_FIELDS,
     ContainerRef,
     ContainerSummary,
     ExitInfo,
     LaunchSpec,
 )
+from sandbox.backends.docker_config import DockerBackendConfig
 from sandbox.exceptions import (
     BackendError,
     BackendUnavailableError,
     ImageBuildError,
     NotFoundError,
 )
+
+__all__ = ["DockerBackend", "DockerBackendConfig", "map_docker_errors"]
 
 # Where the engine's memory cgroup of a container may live, by cgroup version and driver.
 _OOM_FILES = (
@@ -36,16 +39,6 @@ _OOM_FILES = (
     ("/sys/fs/cgroup/docker/{id}/memory.events", "oom_kill"),
     ("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events", "oom_kill"),
 )
-
-
-class DockerBackendConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: str = "docker"
-    base_url: str | None = None
-    """None: the docker SDK's usual resolution (DOCKER_HOST, else the local socket)."""
-    timeout_s: float = 60.0
-    pool_size: int = 32
 
 
 @contextlib.contextmanager
@@ -65,6 +58,8 @@ def map_docker_errors(what: str) -> Iterator[None]:
 
 class DockerBackend:
     """Runs sandbox containers on a Docker engine (20.10 or newer)."""
+
+    enforced: frozenset[str] = LAUNCH_SPEC_FIELDS
 
     def __init__(self, config: DockerBackendConfig | None = None) -> None:
         self.config = config or DockerBackendConfig()
