@@ -3,36 +3,39 @@
 The controller listens; the container's runtime dials in three times (control, stdout,
 stderr) while the container warms up. Once all three are in, the listener is closed and its
 path unlinked, so code that runs later cannot open more connections. Everything read from
-the container is bounded here: header sizes, output bytes per stream, and time.
+the container is bounded here: header sizes, output bytes per stream, and time. The frames
+themselves are in sandbox/runtime/protocol.py, shared with the runtime.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import re
 import secrets
 import selectors
 import shutil
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from sandbox.exceptions import ContainerStartError
+from sandbox.runtime import protocol
+from sandbox.runtime.protocol import CONTAINER_DIR, EGRESS_SOCKET, SOCKET_NAME
 
-SOCKET_NAME = "sbx.sock"
-EGRESS_SOCKET = "egress.sock"
-"""Present in a run's folder only for profiles with network 'allowlist'."""
-CONTAINER_DIR = "/run/sbx"
-_TAGS = {b"C": "ctl", b"O": "out", b"E": "err"}
-_EXIT_LINE = re.compile(rb"EXIT (-?\d{1,4})\n")
-_CALL_LINE = re.compile(rb"CALL (\d{1,9})\n")
-_MAX_LINE = 24
+__all__ = [
+    "CONTAINER_DIR",
+    "EGRESS_SOCKET",
+    "SOCKET_NAME",
+    "CallHandler",
+    "Collected",
+    "RunChannel",
+    "response_frame",
+]
+
 _CHUNK = 64 * 1024
 _MAX_OUTBOX = 8 * 1024 * 1024
 
@@ -86,6 +89,7 @@ class RunChannel:
         self._outbox = bytearray()
         self._outbox_lock = threading.Lock()
         self._closed = False
+        self._max_call_bytes = protocol.DEFAULT_MAX_CALL_BYTES
 
     def accept_runtime(self, deadline: float) -> None:
         """Wait for the runtime's three connections, then close the door behind them.
@@ -103,7 +107,7 @@ class RunChannel:
                 conn, _ = self._listener.accept()
                 conn.settimeout(max(0.01, deadline - time.monotonic()))
                 tag = conn.recv(1)
-                name = _TAGS.get(tag)
+                name = protocol.STREAM_TAGS.get(tag)
                 if name is None or name in conns:
                     conn.close()
                     raise ContainerStartError("sandbox runtime sent a bad handshake")
@@ -118,25 +122,26 @@ class RunChannel:
         for conn in conns.values():
             conn.setblocking(False)
 
-    def deliver(self, code: str, env: dict[str, str], cwd: str, token: str = "") -> None:
-        """Hand the runtime its code.
+    def deliver(
+        self,
+        code: str,
+        env: Mapping[str, str],
+        cwd: str,
+        token: str = "",
+        *,
+        max_call_bytes: int = protocol.DEFAULT_MAX_CALL_BYTES,
+    ) -> None:
+        """Hand the runtime its code, and the tool-call cap it should apply before sending.
+
+        `max_call_bytes` is also what `collect` enforces unless it is given another cap.
 
         Raises:
             ContainerStartError: the container is gone (its end of the channel is closed).
         """
         if self._ctl is None:
             raise ContainerStartError("channel is not connected")
-        code_b = code.encode("utf-8")
-        env_b = "\0".join(f"{k}={v}" for k, v in env.items()).encode("utf-8")
-        cwd_b = cwd.encode("utf-8")
-        tok_b = token.encode("ascii")
-        frame = (
-            b"RUN %d %d %d %d\n" % (len(code_b), len(env_b), len(cwd_b), len(tok_b))
-            + code_b
-            + env_b
-            + cwd_b
-            + tok_b
-        )
+        frame = protocol.encode_run(code, env, cwd, token, {"max_call_bytes": max_call_bytes})
+        self._max_call_bytes = max_call_bytes
         self._ctl.setblocking(True)
         self._ctl.settimeout(5.0)
         try:
@@ -151,23 +156,23 @@ class RunChannel:
         deadline: float,
         cap: int,
         on_call: CallHandler,
-        max_call_bytes: int = 256 * 1024,
+        max_call_bytes: int | None = None,
         on_output: Callable[[str, bytes], None] | None = None,
     ) -> Collected:
         """Read output and serve tool calls until the runtime reports an exit, the container
         dies or the deadline passes.
 
         Each stream keeps at most `cap` bytes; the rest is read and dropped, so a flood costs
-        the host no memory and the code keeps running as it would have. A malformed or
-        oversized control frame closes the control stream (the run can then only end by
-        exiting or by the deadline).
+        the host no memory and the code keeps running as it would have. A malformed control
+        frame, or a call body over `max_call_bytes` (default: the cap given to `deliver`),
+        closes the control stream (the run can then only end by exiting or by the deadline).
         """
         ctl, out, err = self._streams()
         bufs = {out: bytearray(), err: bytearray()}
         truncated = False
         scratch = bytearray(_CHUNK)
         view = memoryview(scratch)
-        parser = _ControlParser(max_call_bytes)
+        parser = _ControlParser(self._max_call_bytes if max_call_bytes is None else max_call_bytes)
         exit_code: int | None = None
         ctl_open = True
         timed_out = False
@@ -202,11 +207,11 @@ class RunChannel:
                                 sock.shutdown(socket.SHUT_RDWR)
                             ctl_open = False
                             continue
-                        for kind, value in frames:
-                            if kind == "exit":
-                                exit_code = int(value)
+                        for frame in frames:
+                            if isinstance(frame, int):
+                                exit_code = frame
                             else:
-                                on_call(bytes(value), self.post)
+                                on_call(frame, self.post)
                         continue
                     if n == 0:
                         sel.unregister(sock)
@@ -316,37 +321,39 @@ def _keep(buf: bytearray, data: memoryview, cap: int) -> bool:
 
 
 class _ControlParser:
-    """Splits the runtime's control stream into `EXIT <n>` and `CALL <len>` + body frames."""
+    """Splits the runtime's control stream into EXIT statuses (int) and CALL bodies (bytes)."""
 
     def __init__(self, max_call_bytes: int) -> None:
         self._buf = bytearray()
         self._max = max_call_bytes
 
-    def feed(self, data: memoryview) -> list[tuple[str, bytes]] | None:
+    def feed(self, data: memoryview) -> list[int | bytes] | None:
         """Frames completed by `data`; None once the stream is malformed (stop reading it)."""
         self._buf += data
-        frames: list[tuple[str, bytes]] = []
+        frames: list[int | bytes] = []
+        limit = protocol.MAX_CONTROL_LINE
         while self._buf:
-            nl = self._buf.find(b"\n", 0, _MAX_LINE + 1)
+            nl = self._buf.find(b"\n", 0, limit)
             if nl < 0:
-                return frames if len(self._buf) <= _MAX_LINE else None
-            line = bytes(self._buf[: nl + 1])
-            if m := _EXIT_LINE.fullmatch(line):
-                frames.append(("exit", m.group(1)))
+                return frames if len(self._buf) < limit else None
+            try:
+                verb, value = protocol.parse_control_line(bytes(self._buf[: nl + 1]))
+            except protocol.ProtocolError:
+                return None
+            if verb == protocol.EXIT:
+                frames.append(value)
                 del self._buf[: nl + 1]
                 continue
-            m = _CALL_LINE.fullmatch(line)
-            if m is None or int(m.group(1)) > self._max:
+            if value > self._max:
                 return None
-            size = int(m.group(1))
-            if len(self._buf) < nl + 1 + size:
+            end = nl + 1 + value
+            if len(self._buf) < end:
                 break
-            frames.append(("call", bytes(self._buf[nl + 1 : nl + 1 + size])))
-            del self._buf[: nl + 1 + size]
+            frames.append(bytes(self._buf[nl + 1 : end]))
+            del self._buf[:end]
         return frames
 
 
 def response_frame(call_id: object, payload: dict[str, object]) -> bytes:
-    """A reply to one tool call, as the runtime reads it: `RESP <len>\n` + JSON."""
-    body = json.dumps({"id": call_id, **payload}, default=str).encode()
-    return b"RESP %d\n" % len(body) + body
+    """A reply to one tool call, as the runtime reads it (protocol.encode_response)."""
+    return protocol.encode_response(call_id, payload)

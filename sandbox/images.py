@@ -19,7 +19,9 @@ BOOTSTRAP_TAG = "sbx-base:bookworm"
 # Not sbx.managed: containers inherit their image's labels, and a container someone else
 # makes from our image must never look like one of ours.
 IMAGE_LABEL = "sbx.image"
-_RUNTIME = Path(__file__).parent / "runtime" / "sbxrt.py"
+DOCKERFILE = "Dockerfile.sandbox"
+RUNTIME_DIR = Path(__file__).parent / "runtime"
+_CACHES = frozenset({"__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"})
 
 
 def images_dir() -> Path:
@@ -28,12 +30,38 @@ def images_dir() -> Path:
     return packaged if packaged.is_dir() else Path(__file__).parent.parent / "images"
 
 
-def image_tag() -> str:
-    """A tag that changes whenever the Dockerfile or the runtime changes, so stale images are never run."""
+def dockerfile() -> Path:
+    """The sandbox Dockerfile: at the root of a source checkout, in _images/ inside a wheel."""
+    packaged = Path(__file__).parent / "_images" / DOCKERFILE
+    return packaged if packaged.is_file() else Path(__file__).parent.parent / DOCKERFILE
+
+
+def runtime_files(runtime_dir: Path = RUNTIME_DIR) -> list[Path]:
+    """Every file the image ships from the runtime folder (caches left out), sorted by path."""
+    return sorted(
+        p
+        for p in runtime_dir.rglob("*")
+        if p.is_file()
+        and not _CACHES.intersection(p.relative_to(runtime_dir).parts)
+        and p.suffix not in (".pyc", ".pyo")
+    )
+
+
+def image_tag(runtime_dir: Path = RUNTIME_DIR, dockerfile_path: Path | None = None) -> str:
+    """A tag that changes whenever the Dockerfile or any runtime file changes, so stale images
+    are never run."""
     digest = hashlib.sha256(f"{IMAGE_LABEL}=1".encode())
-    for path in (images_dir() / "Dockerfile.sandbox", _RUNTIME):
-        digest.update(path.read_bytes())
+    _hash_file(digest.update, DOCKERFILE, dockerfile_path or dockerfile())
+    for path in runtime_files(runtime_dir):
+        _hash_file(digest.update, path.relative_to(runtime_dir).as_posix(), path)
     return f"sbx-sandbox:{digest.hexdigest()[:12]}"
+
+
+def _hash_file(update: Callable[[bytes], None], name: str, path: Path) -> None:
+    # Name and size first: no file's end can pass for the next file's start.
+    data = path.read_bytes()
+    update(b"%s\0%d\0" % (name.encode(), len(data)))
+    update(data)
 
 
 def ensure_image(
@@ -59,14 +87,14 @@ def ensure_image(
             base = bootstrap_base(backend, say)
     with tempfile.TemporaryDirectory(prefix="sbx-build-") as tmp:
         context = Path(tmp)
-        shutil.copy(images_dir() / "Dockerfile.sandbox", context / "Dockerfile.sandbox")
-        # The same layout as the repository, so compose can build from the repository root.
-        (context / "sandbox" / "runtime").mkdir(parents=True)
-        shutil.copy(_RUNTIME, context / "sandbox" / "runtime" / "sbxrt.py")
+        shutil.copy(dockerfile(), context / DOCKERFILE)
+        # The repository's layout, so `docker build -f Dockerfile.sandbox .` works from its root.
+        for path in runtime_files():
+            target = context / "sandbox" / "runtime" / path.relative_to(RUNTIME_DIR)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
         say(f"building {tag} from {base}")
-        backend.build_image(
-            context, "Dockerfile.sandbox", tag, {"BASE_IMAGE": base}, {IMAGE_LABEL: "1"}, say
-        )
+        backend.build_image(context, DOCKERFILE, tag, {"BASE_IMAGE": base}, {IMAGE_LABEL: "1"}, say)
     return tag
 
 

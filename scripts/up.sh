@@ -24,13 +24,22 @@ else
   export SANDBOX_BASE_IMAGE=sbx-base:bookworm SANDBOX_CONTROLLER_BASE_IMAGE=sbx-controller-base:bookworm
 fi
 
+# Built here rather than by compose, so sandbox containers carry only our labels (compose.yaml).
+if [ -z "${SANDBOX_IMAGE:-}" ]; then
+  echo "== sandbox image"
+  sandbox images build
+  SANDBOX_IMAGE="$(python3 -c 'from sandbox.images import image_tag; print(image_tag())')"
+  export SANDBOX_IMAGE
+fi
+
 echo "== wheelhouse (the controller image installs from it, offline)"
 rm -rf build/wheelhouse
 python3 -m pip wheel -q --disable-pip-version-check -w build/wheelhouse .
 
 mkdir -p "$SANDBOX_DATA_DIR"
 echo "== docker compose up"
-docker compose up -d --build --wait
+# --remove-orphans: earlier versions had a one-shot sandbox-image service.
+docker compose up -d --build --wait --remove-orphans
 
 key="$(docker compose exec -T controller sandbox keys create --owner demo 2>/dev/null)"
 cat <<TXT

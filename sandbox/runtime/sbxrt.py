@@ -1,14 +1,7 @@
 """In-container runtime: dial the run's socket, wait for code, run it once, report, wait to be killed.
 
-Protocol (all over the one Unix socket the controller bind-mounts at /run/sbx/sbx.sock):
-  1. three connections, each opened by sending one tag byte: b"C" control, b"O" stdout, b"E" stderr;
-  2. on control, the controller sends b"RUN <code_len> <env_len> <cwd_len> <token_len>\\n"
-     + code + env + cwd + token, env being NUL-separated KEY=VALUE items (all UTF-8); the
-     token exists only from here on: a waiting container has none;
-  3. the code runs in this process with fd 1 and 2 on the stdout and stderr connections;
-     `sandbox_tools.call_tool` sends b"CALL <len>\\n" + JSON on control and reads back
-     b"RESP <len>\\n" + JSON;
-  4. the runtime sends b"EXIT <n>\\n" on control and blocks until the controller closes it.
+The wire protocol, and the environment this file reads ($SBX_SOCKET, $SBX_ROOT), are described
+in protocol.py, which lies beside this file (in the image: /opt/sbx/).
 
 This file runs with the same uid as the user's code, which can kill or impersonate it, so the
 controller trusts nothing it says: every limit is enforced on the host.
@@ -20,10 +13,39 @@ import socket
 import sys
 import types
 
-SOCKET_PATH = os.environ.get("SBX_SOCKET", "/run/sbx/sbx.sock")
-EGRESS_PATH = os.path.join(os.path.dirname(SOCKET_PATH), "egress.sock")
+
+def _load_protocol() -> types.ModuleType:
+    """protocol.py from this file's folder, loaded by path without touching sys.path or
+    sys.modules: `python3 -I` keeps the folder off sys.path, and user code must not import the
+    runtime's internals by accident."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py")
+    spec = importlib.util.spec_from_file_location("_sbxrt_protocol", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # the type checker reads the package's copy; the box has no package
+    from sandbox.runtime import protocol
+else:
+    protocol = _load_protocol()
+
+ROOT = os.environ.get(protocol.ROOT_ENV) or "/"
+
+
+def _in_root(path: str) -> str:
+    """A box path such as /workspace, where it lies under $SBX_ROOT."""
+    return os.path.normpath(os.path.join(ROOT, path.lstrip("/")))
+
+
+SOCKET_PATH = os.environ.get(protocol.SOCKET_ENV) or _in_root(protocol.SOCKET_PATH)
+EGRESS_PATH = os.path.join(os.path.dirname(SOCKET_PATH), protocol.EGRESS_SOCKET)
 PROXY_PORT = 3128
-MAX_HEADER = 128
 
 
 def _dial(tag: bytes) -> socket.socket:
@@ -44,26 +66,33 @@ def _read_exact(sock: socket.socket, n: int) -> bytes:
     return b"".join(chunks)
 
 
-def _read_request(ctl: socket.socket) -> tuple[str, dict[str, str], str, str]:
-    header = b""
-    while not header.endswith(b"\n"):
-        byte = ctl.recv(1)
-        if not byte or len(header) > MAX_HEADER:
-            raise EOFError("bad header")
-        header += byte
-    verb, code_len, env_len, cwd_len, token_len = header.split()
-    if verb != b"RUN":
-        raise EOFError("bad verb")
-    code = _read_exact(ctl, int(code_len)).decode("utf-8")
-    env_raw = _read_exact(ctl, int(env_len)).decode("utf-8")
-    cwd = _read_exact(ctl, int(cwd_len)).decode("utf-8")
-    token = _read_exact(ctl, int(token_len)).decode("ascii")
-    env = dict(item.split("=", 1) for item in env_raw.split("\0") if item)
-    return code, env, cwd, token
+def _read_line(sock: socket.socket, limit: int) -> bytes:
+    line = b""
+    while not line.endswith(b"\n"):
+        if len(line) >= limit:
+            raise EOFError("header line too long")
+        byte = sock.recv(1)
+        if not byte:
+            raise EOFError("controller closed the channel")
+        line += byte
+    return line
+
+
+def _read_request(ctl: socket.socket) -> tuple[str, dict[str, str], str, str, dict[str, int]]:
+    """The RUN frame: code, env, cwd, token, options. Raises EOFError or ProtocolError."""
+    sizes = protocol.parse_run_header(_read_line(ctl, protocol.MAX_RUN_HEADER))
+    code, env, cwd, token, options = (_read_exact(ctl, n) for n in sizes)
+    return (
+        code.decode("utf-8"),
+        protocol.decode_env(env),
+        cwd.decode("utf-8"),
+        token.decode("ascii"),
+        protocol.decode_options(options),
+    )
 
 
 class ToolError(Exception):
-    """A tool call that did not return a result. `code` says why."""
+    """A tool call that did not return a result. `code` says why (one of protocol.ERROR_CODES)."""
 
     code = "tool_error"
 
@@ -74,56 +103,53 @@ class ToolError(Exception):
 
 
 class ToolAuthError(ToolError, PermissionError):
-    code = "unauthorized"
+    code = protocol.UNAUTHORIZED
 
 
 class ToolForbiddenError(ToolError, PermissionError):
-    code = "forbidden"
+    code = protocol.FORBIDDEN
 
 
 class ToolNotFoundError(ToolError, LookupError):
-    code = "not_found"
+    code = protocol.NOT_FOUND
 
 
 class ToolInputError(ToolError, ValueError):
-    code = "bad_request"
+    code = protocol.BAD_REQUEST
 
 
 class ToolTimeoutError(ToolError, TimeoutError):
-    code = "timeout"
+    code = protocol.TIMEOUT
 
 
 class ToolRateLimitError(ToolError):
-    code = "rate_limited"
+    code = protocol.RATE_LIMITED
 
 
 class UpstreamError(ToolError):
-    code = "upstream_error"
+    code = protocol.UPSTREAM_ERROR
 
 
-_ERRORS = {
-    "unauthorized": ToolAuthError,
-    "forbidden": ToolForbiddenError,
-    "not_found": ToolNotFoundError,
-    "bad_request": ToolInputError,
-    "too_large": ToolInputError,
-    "timeout": ToolTimeoutError,
-    "rate_limited": ToolRateLimitError,
-    "upstream_error": UpstreamError,
-    "unavailable": UpstreamError,
+_ERRORS: dict[str, type[ToolError]] = {
+    protocol.UNAUTHORIZED: ToolAuthError,
+    protocol.FORBIDDEN: ToolForbiddenError,
+    protocol.NOT_FOUND: ToolNotFoundError,
+    protocol.BAD_REQUEST: ToolInputError,
+    protocol.TOO_LARGE: ToolInputError,
+    protocol.TIMEOUT: ToolTimeoutError,
+    protocol.RATE_LIMITED: ToolRateLimitError,
+    protocol.UPSTREAM_ERROR: UpstreamError,
+    protocol.UNAVAILABLE: UpstreamError,
+    protocol.INTERNAL: ToolError,
 }
-MAX_CALL_BYTES = 256 * 1024
-_state: dict[str, object] = {"ctl": None, "token": "", "seq": 0, "lock": _thread.allocate_lock()}
-
-
-def _read_line(sock: socket.socket, limit: int = 32) -> bytes:
-    line = b""
-    while not line.endswith(b"\n"):
-        byte = sock.recv(1)
-        if not byte or len(line) > limit:
-            raise ToolError("the controller closed the tool channel", "unavailable")
-        line += byte
-    return line
+_state: dict[str, object] = {
+    "ctl": None,
+    "token": "",
+    "seq": 0,
+    "lock": _thread.allocate_lock(),
+    # Replaced by the cap in the RUN frame; the controller enforces its own either way.
+    "max_call_bytes": protocol.DEFAULT_MAX_CALL_BYTES,
+}
 
 
 def call_tool(server: str, tool: str, args: dict[str, object] | None = None) -> object:
@@ -136,7 +162,7 @@ def call_tool(server: str, tool: str, args: dict[str, object] | None = None) -> 
         raise ToolInputError("args must be a dict")
     ctl = _state["ctl"]
     if not isinstance(ctl, socket.socket):
-        raise ToolError("no tool channel in this run", "unavailable")
+        raise ToolError("no tool channel in this run", protocol.UNAVAILABLE)
     lock = _state["lock"]
     with lock:  # type: ignore[attr-defined]
         _state["seq"] = seq = int(_state["seq"]) + 1  # type: ignore[call-overload]
@@ -149,16 +175,16 @@ def call_tool(server: str, tool: str, args: dict[str, object] | None = None) -> 
                 "args": args or {},
             }
         ).encode()
-        if len(body) > MAX_CALL_BYTES:
-            raise ToolInputError(f"arguments are larger than {MAX_CALL_BYTES} bytes", "too_large")
+        limit = int(_state["max_call_bytes"])  # type: ignore[call-overload]
+        if len(body) > limit:
+            # Sending it would make the controller hang up the control stream.
+            raise ToolInputError(f"call is larger than {limit} bytes", protocol.TOO_LARGE)
         try:
-            ctl.sendall(b"CALL %d\n" % len(body) + body)
-            header = _read_line(ctl).split()
-            if len(header) != 2 or header[0] != b"RESP":
-                raise ToolError("malformed reply from the controller", "unavailable")
-            reply = json.loads(_read_exact(ctl, int(header[1])))
+            ctl.sendall(protocol.encode_call(body))
+            size = protocol.parse_response_header(_read_line(ctl, protocol.MAX_RESP_HEADER))
+            reply = json.loads(_read_exact(ctl, size))
         except (OSError, EOFError, ValueError) as exc:
-            raise ToolError(f"tool channel failed: {exc}", "unavailable") from None
+            raise ToolError(f"tool channel failed: {exc}", protocol.UNAVAILABLE) from None
     if reply.get("ok"):
         return reply.get("result")
     error = reply.get("error") or {}
@@ -204,9 +230,10 @@ def _exit_code(exc: SystemExit) -> int:
 
 def _run(code: str, env: dict[str, str], cwd: str) -> int:
     os.environ.update(env)
+    cwd = _in_root(cwd)
     os.chdir(cwd)
     sys.path.insert(0, cwd)
-    sys.path.append("/")  # makes the generated /servers package importable
+    sys.path.append(_in_root("/"))  # makes the generated /servers package importable
     sys.modules["sandbox_tools"] = _tools_module()
     sys.argv = ["-c"]
     main = types.ModuleType("__main__")
@@ -267,13 +294,14 @@ def _start_egress_relay() -> None:
 
 
 def main() -> None:
-    ctl = _dial(b"C")
-    out = _dial(b"O")
-    err = _dial(b"E")
-    code, env, cwd, token = _read_request(ctl)
+    ctl = _dial(protocol.TAG_CONTROL)
+    out = _dial(protocol.TAG_STDOUT)
+    err = _dial(protocol.TAG_STDERR)
+    code, env, cwd, token, options = _read_request(ctl)
     if os.path.exists(EGRESS_PATH):
         _start_egress_relay()
     _state["ctl"], _state["token"] = ctl, token
+    _state["max_call_bytes"] = options.get("max_call_bytes", protocol.DEFAULT_MAX_CALL_BYTES)
     os.dup2(out.fileno(), 1)
     os.dup2(err.fileno(), 2)
     out.close()
@@ -287,7 +315,7 @@ def main() -> None:
         except (OSError, ValueError):
             pass
     try:
-        ctl.sendall(b"EXIT %d\n" % rc)
+        ctl.sendall(protocol.encode_exit(rc))
         ctl.recv(1)  # the controller kills the container once it has read the result
     except OSError:
         pass

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from sandbox.channel import SOCKET_NAME, RunChannel
+from sandbox.channel import SOCKET_NAME, CallHandler, Collected, RunChannel, response_frame
 from sandbox.exceptions import ContainerStartError
 
 RUNTIME = Path(__file__).parents[2] / "sandbox" / "runtime" / "sbxrt.py"
@@ -25,8 +26,12 @@ def channel(tmp_path: Path) -> Iterator[RunChannel]:
     ch.close()
 
 
-def start_runtime(channel: RunChannel, dial: Path | None = None) -> subprocess.Popen[bytes]:
+def start_runtime(
+    channel: RunChannel, dial: Path | None = None, root: Path | None = None
+) -> subprocess.Popen[bytes]:
     env = {"SBX_SOCKET": str(dial or channel.dir / SOCKET_NAME), "PATH": os.environ["PATH"]}
+    if root is not None:
+        env["SBX_ROOT"] = str(root)
     proc = subprocess.Popen([sys.executable, "-I", str(RUNTIME)], env=env)
     channel.accept_runtime(time.monotonic() + 10)
     return proc
@@ -35,20 +40,47 @@ def start_runtime(channel: RunChannel, dial: Path | None = None) -> subprocess.P
 def run(
     channel: RunChannel,
     code: str,
-    cwd: Path,
+    cwd: Path | str,
     timeout: float = 10,
     cap: int = 1 << 20,
     env: dict[str, str] | None = None,
     dial: Path | None = None,
-):  # type: ignore[no-untyped-def]
-    proc = start_runtime(channel, dial)
+    root: Path | None = None,
+    on_call: CallHandler = lambda body, reply: None,
+    max_call_bytes: int | None = None,
+) -> Collected:
+    proc = start_runtime(channel, dial, root)
     try:
-        channel.deliver(code, env or {}, str(cwd), "tok")
-        return channel.collect(time.monotonic() + timeout, cap, lambda body, reply: None)
+        if max_call_bytes is None:
+            channel.deliver(code, env or {}, str(cwd), "tok")
+        else:
+            channel.deliver(code, env or {}, str(cwd), "tok", max_call_bytes=max_call_bytes)
+        return channel.collect(time.monotonic() + timeout, cap, on_call)
     finally:
         channel.close()
         proc.kill()
         proc.wait()
+
+
+def echo_tool(calls: list[dict[str, object]]) -> CallHandler:
+    """A tool bridge stand-in: records each call and answers with its args."""
+
+    def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
+        call = json.loads(body)
+        calls.append(call)
+        reply(response_frame(call["id"], {"ok": True, "result": call["args"]}))
+
+    return on_call
+
+
+@pytest.fixture
+def box_root(tmp_path: Path) -> Path:
+    """A stand-in for the box's file system, as SBX_ROOT sees it."""
+    root = tmp_path / "root"
+    (root / "workspace").mkdir(parents=True)
+    (root / "servers").mkdir()
+    (root / "servers" / "__init__.py").write_text("NAME = 'generated'\n")
+    return root
 
 
 def test_stdout_stderr_and_exit_code_come_back(channel: RunChannel, tmp_path: Path) -> None:
@@ -174,3 +206,78 @@ def test_delivering_to_a_dead_runtime_is_a_start_error(channel: RunChannel, tmp_
 
     with pytest.raises(ContainerStartError):
         deliver_until_refused()
+
+
+def test_box_paths_are_taken_under_sbx_root(channel: RunChannel, box_root: Path) -> None:
+    got = run(
+        channel,
+        "import os, servers; print(os.getcwd()); print(servers.NAME)",
+        "/workspace",
+        root=box_root,
+    )
+    assert got.stdout == f"{box_root / 'workspace'}\ngenerated\n".encode(), got.stderr
+
+
+def test_the_runtime_does_not_expose_its_protocol_module_to_user_code(
+    channel: RunChannel, tmp_path: Path
+) -> None:
+    got = run(
+        channel,
+        "import sys\nprint(any('protocol' in m for m in sys.modules))\nimport protocol",
+        tmp_path,
+    )
+    assert got.stdout == b"False\n" and b"ModuleNotFoundError" in got.stderr
+
+
+def test_a_call_within_the_delivered_cap_is_served(channel: RunChannel, box_root: Path) -> None:
+    calls: list[dict[str, object]] = []
+    got = run(
+        channel,
+        "import sandbox_tools\nprint(sandbox_tools.call_tool('s', 't', {'x': 'a' * 1000}) == {'x': 'a' * 1000})",
+        "/workspace",
+        root=box_root,
+        on_call=echo_tool(calls),
+        max_call_bytes=2048,
+    )
+    assert got.stdout == b"True\n", got.stderr
+    assert [(c["server"], c["tool"], c["token"]) for c in calls] == [("s", "t", "tok")]
+
+
+def test_the_runtime_refuses_a_call_over_the_delivered_cap_without_sending_it(
+    channel: RunChannel, box_root: Path
+) -> None:
+    calls: list[dict[str, object]] = []
+    code = """
+import sandbox_tools
+try:
+    sandbox_tools.call_tool('s', 't', {'x': 'a' * 2100})
+except sandbox_tools.ToolInputError as exc:
+    print(exc.code)
+print(sandbox_tools.call_tool('s', 't', {'x': 'small'}))
+"""
+    got = run(
+        channel,
+        code,
+        "/workspace",
+        root=box_root,
+        on_call=echo_tool(calls),
+        max_call_bytes=2048,
+    )
+    # The control stream is still open: the second call was served and the exit reported.
+    assert got.stdout == b"too_large\n{'x': 'small'}\n", got.stderr
+    assert got.exit_code == 0
+    assert [c["args"] for c in calls] == [{"x": "small"}]
+
+
+def test_the_host_enforces_the_delivered_cap_on_a_forged_call(
+    channel: RunChannel, tmp_path: Path
+) -> None:
+    # Code that bypasses the runtime's check gets the control stream closed on it.
+    calls: list[dict[str, object]] = []
+    code = (
+        "import sandbox_tools\n"
+        "sandbox_tools._state['ctl'].sendall(b'CALL 3000\\n' + b'{' * 3000)\n"
+        "print('sent', flush=True)"
+    )
+    got = run(channel, code, tmp_path, on_call=echo_tool(calls), max_call_bytes=2048, timeout=3)
+    assert got.stdout == b"sent\n" and calls == [] and got.exit_code is None
