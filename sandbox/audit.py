@@ -31,12 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sandbox.exceptions import SandboxError
+from sandbox.exceptions import AuditUnavailableError
 
 CHECKPOINT_EVERY = 100
 
 
-class AuditError(SandboxError, OSError):
+class AuditError(AuditUnavailableError):
     """An audit record could not be written; the action it records must not go ahead."""
 
 

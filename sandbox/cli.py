@@ -143,6 +143,7 @@ def run(
     file: Annotated[str, typer.Argument(help="Python file to run, or - for stdin.")],
     timeout: Annotated[float | None, typer.Option(help="Seconds before the run is killed.")] = None,
     owner: Annotated[str, typer.Option(help="Owner whose /skills the run sees.")] = "cli",
+    profile: Annotated[str, typer.Option(help="Policy profile of the run.")] = "default",
 ) -> None:
     """Run a Python file in a fresh sandbox; print its output and exit with its exit code."""
     from sandbox.orchestrator import Orchestrator
@@ -150,7 +151,7 @@ def run(
     code = sys.stdin.read() if file == "-" else Path(file).read_text()
     settings = Settings(warm=False)
     try:
-        with Orchestrator(settings) as orc, orc.session(owner=owner) as session:
+        with Orchestrator(settings) as orc, orc.session(owner=owner, profile=profile) as session:
             result = session.run(code, timeout=timeout)
     except SandboxError as exc:
         raise _fail(exc) from exc
@@ -220,12 +221,16 @@ def mcp(
     owner: Annotated[
         str, typer.Option(help="Owner of the sessions (whose /skills they see).")
     ] = "mcp",
+    profile: Annotated[
+        list[str] | None,
+        typer.Option(help="Profiles the session may use (repeat); the first is used. Default any."),
+    ] = None,
 ) -> None:
     """Serve MCP over stdio (for Claude Desktop, Claude Code, Cursor...)."""
     from sandbox.mcp_server import run_stdio
 
     logging.getLogger().setLevel(logging.ERROR)  # stdout belongs to the protocol
-    run_stdio(Settings(), owner)
+    run_stdio(Settings(), owner, tuple(profile) if profile else None)
 
 
 @keys_app.command("create")

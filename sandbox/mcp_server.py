@@ -1,23 +1,33 @@
 """The orchestrator as an MCP server (official `mcp` SDK), for Claude Desktop, Claude Code,
 Cursor and other MCP clients: one sandbox session per MCP session.
 
-Over stdio (`sandbox mcp`) the owner is fixed by the command line. Over streamable HTTP (the
-/mcp endpoint of `sandbox serve`) every request carries an API key, which names the owner; a
-session opened under one key is never served to another.
+Admission is the core's: over streamable HTTP (the /mcp endpoint of `sandbox serve`) the
+API's front door authenticates and rate-limits every request and hands the principal over in
+the request state; over stdio (`sandbox mcp`) the owner is fixed by the command line and each
+tool call is admitted for that local principal. Sessions open through `open_session` (the
+key's profiles, the session caps) and runs wait for a run slot, as on every other surface.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from sandbox.exceptions import SandboxError
-from sandbox.keys import KeyStore
-from sandbox.orchestrator import Orchestrator, Session
+from sandbox.core.admission import Principal, Slot, abandon
+from sandbox.core.orchestrator import Orchestrator
+from sandbox.core.session import Session
+from sandbox.exceptions import QueueFullError, SandboxError, describe
+from sandbox.models import RunResult
+from sandbox.settings import Settings
+
+T = TypeVar("T")
+PRINCIPAL_STATE = "sbx_principal"
 
 INSTRUCTIONS = """\
 Run Python in a fresh, isolated sandbox container per call (no network; /workspace persists
@@ -32,45 +42,53 @@ class _Sessions:
     """Sandbox sessions by MCP client.
 
     Over stdio the process serves one client, so it has one sandbox session. Over HTTP the
-    client is the API key's owner plus the `Mcp-Session-Id` header when the client sends one
-    (protocol versions without sessions share one sandbox session per owner). Idle HTTP
-    sessions are closed by the orchestrator's expiry like any other.
+    client is the key plus the `Mcp-Session-Id` header when the client sends one (protocol
+    versions without sessions share one sandbox session per key). Idle HTTP sessions are
+    closed by the orchestrator's expiry like any other.
     """
 
     def __init__(
         self,
         get_orc: Callable[[], Orchestrator],
-        keys: KeyStore | None,
-        owner: str | None,
+        local: Principal | None,
         idle_s: float | None,
     ):
-        self._get_orc, self._keys, self._owner, self._idle_s = get_orc, keys, owner, idle_s
+        self._get_orc, self._local, self._idle_s = get_orc, local, idle_s
         self._lock = threading.Lock()
         self._by_client: dict[tuple[str, str], Session] = {}
 
-    def _client(self, ctx: Context) -> tuple[str, str]:
-        headers = ctx.headers
-        if headers is None:  # stdio: the owner was fixed when the server started
-            if self._owner is None:
-                raise ToolError("no owner configured for this MCP server")
-            return self._owner, "stdio"
-        lowered = {k.lower(): v for k, v in headers.items()}
-        scheme, _, value = lowered.get("authorization", "").partition(" ")
-        key = (
-            self._keys.verify(value.strip()) if self._keys and scheme.lower() == "bearer" else None
-        )
-        if key is None:
-            raise ToolError("unauthorized: a valid API key is required")
-        return key.owner, lowered.get("mcp-session-id", "default")[:128]
+    def principal(self, ctx: Context) -> tuple[Principal, str, str]:
+        """The caller, its MCP client id and the surface, admitted for this call.
 
-    def get(self, ctx: Context) -> Session:
-        owner, client = self._client(ctx)
+        Raises:
+            ToolError: no principal (HTTP without the front door), or admission refused.
+        """
+        request = ctx.request_context.request
+        if request is None:  # stdio: the owner was fixed when the server started
+            local = self._local
+            if local is None:
+                raise ToolError("unauthorized: no owner configured for this MCP server")
+            call(lambda: self._get_orc().admission.admit(local, surface="mcp-stdio"))
+            return local, "stdio", "mcp-stdio"
+        scope_state = getattr(request, "scope", {}).get("state") or {}
+        principal = scope_state.get(PRINCIPAL_STATE)
+        if not isinstance(principal, Principal):
+            raise ToolError("unauthorized: a valid API key is required")
+        headers = {k.lower(): v for k, v in (ctx.headers or {}).items()}
+        return principal, headers.get("mcp-session-id", "default")[:128], "mcp-http"
+
+    def get(self, ctx: Context) -> tuple[Session, str]:
+        principal, client, surface = self.principal(ctx)
+        ident = (principal.key_id, client)
         with self._lock:
-            session = self._by_client.get((owner, client))
+            session = self._by_client.get(ident)
             if session is None or session.closed:
-                session = self._get_orc().session(owner=owner, idle_s=self._idle_s)
-                self._by_client[(owner, client)] = session
-            return session
+                orc = self._get_orc()
+                session = call(
+                    lambda: orc.open_session(principal, surface=surface, idle_s=self._idle_s)
+                )
+                self._by_client[ident] = session
+            return session, surface
 
     def close_all(self) -> None:
         with self._lock:
@@ -80,32 +98,65 @@ class _Sessions:
             session.close()
 
 
+def call(fn: Callable[[], T]) -> T:
+    """Run `fn`, turning our errors into MCP tool errors that carry the stable code."""
+    try:
+        return fn()
+    except SandboxError as exc:
+        raise ToolError(f"{describe(exc)[1]}: {exc}") from None
+
+
+async def _run_admitted(
+    orc: Orchestrator, session: Session, surface: str, run: Callable[[Slot], RunResult]
+) -> RunResult:
+    """Wait for a run slot without a thread, then run in one; the slot is released by the
+    thread once the run is over, whatever happens to the MCP request."""
+    admission = orc.admission
+    fut = call(lambda: admission.request_slot(session.principal, surface=surface))
+    try:
+        slot = await asyncio.wait_for(
+            asyncio.wrap_future(fut), timeout=admission.rules.run_queue_wait_s
+        )
+    except TimeoutError:
+        abandon(fut)
+        raise ToolError(f"queue_full: {QueueFullError('no run slot came free in time')}") from None
+    except BaseException:
+        abandon(fut)
+        raise
+
+    def work() -> RunResult:
+        try:
+            return call(lambda: run(slot))
+        finally:
+            slot.release()
+
+    return await anyio.to_thread.run_sync(work)
+
+
 def build_mcp_server(
     get_orc: Callable[[], Orchestrator],
     *,
-    keystore: KeyStore | None = None,
-    owner: str | None = None,
+    local: Principal | None = None,
     idle_s: float | None = None,
 ) -> MCPServer:
-    """An MCPServer whose tools drive sessions of the orchestrator `get_orc()` returns."""
+    """An MCPServer whose tools drive sessions of the orchestrator `get_orc()` returns.
+
+    `local` is the principal of a stdio server; over HTTP the front door supplies one.
+    """
     mcp = MCPServer("sandbox", instructions=INSTRUCTIONS, log_level="WARNING")
-    sessions = _Sessions(get_orc, keystore, owner, idle_s)
+    sessions = _Sessions(get_orc, local, idle_s)
     mcp.sandbox_sessions = sessions  # type: ignore[attr-defined]
 
-    def call(fn: Callable[[], Any]) -> Any:
-        try:
-            return fn()
-        except SandboxError as exc:
-            raise ToolError(f"{type(exc).__name__}: {exc}") from None
-
     @mcp.tool()
-    def execute_code(code: str, ctx: Context, timeout: float | None = None) -> dict[str, Any]:
+    async def execute_code(code: str, ctx: Context, timeout: float | None = None) -> dict[str, Any]:
         """Run Python source in a fresh sandbox container. Returns stdout, stderr, exit_code,
         duration_s and the flags timed_out, oom_killed, output_truncated. Files written to
         /workspace stay for later calls in this conversation."""
-        s = sessions.get(ctx)
-        result = call(lambda: s.run(code, timeout=timeout))
-        return result.model_dump(exclude={"exec_id"})  # type: ignore[no-any-return]
+        s, surface = await anyio.to_thread.run_sync(sessions.get, ctx)
+        result = await _run_admitted(
+            get_orc(), s, surface, lambda slot: s.run(code, timeout=timeout, slot=slot)
+        )
+        return result.model_dump(exclude={"exec_id"})
 
     @mcp.tool()
     def search_tools(
@@ -113,19 +164,19 @@ def build_mcp_server(
     ) -> list[dict[str, Any]]:
         """Find the MCP tools usable from execute_code. detail: "name", "summary" or "schema".
         Each result says how to import the tool."""
-        s = sessions.get(ctx)
-        return call(lambda: s.search_tools(query, detail))  # type: ignore[no-any-return]
+        s, _ = sessions.get(ctx)
+        return call(lambda: s.search_tools(query, detail))
 
     @mcp.tool()
     def read_file(path: str, ctx: Context) -> str:
         """Read a text file from /workspace (at most 64 KiB; personal data shown as tokens)."""
-        s = sessions.get(ctx)
-        return call(lambda: s.read_text(path))  # type: ignore[no-any-return]
+        s, _ = sessions.get(ctx)
+        return call(lambda: s.read_text(path))
 
     @mcp.tool()
     def write_file(path: str, content: str, ctx: Context) -> str:
         """Write a text file into /workspace (relative path; folders are created)."""
-        s = sessions.get(ctx)
+        s, _ = sessions.get(ctx)
         data = content.encode()
         call(lambda: s.upload(path, data))
         return f"wrote {len(data)} bytes to /workspace/{path}"
@@ -133,13 +184,13 @@ def build_mcp_server(
     @mcp.tool()
     def list_files(ctx: Context, path: str = "") -> list[dict[str, Any]]:
         """List /workspace (or a folder in it), recursively."""
-        s = sessions.get(ctx)
+        s, _ = sessions.get(ctx)
         return [e.model_dump() for e in call(lambda: s.list_files(path))]
 
     @mcp.tool()
     def save_skill(path: str, content: str, ctx: Context) -> str:
         """Save a reusable file (a skill) into /skills; it stays for your later conversations."""
-        s = sessions.get(ctx)
+        s, _ = sessions.get(ctx)
         data = content.encode()
         call(lambda: s.save_skill(path, data))
         return f"saved /skills/{path}"
@@ -147,21 +198,24 @@ def build_mcp_server(
     @mcp.tool()
     def list_skills(ctx: Context) -> list[dict[str, Any]]:
         """List your saved skills in /skills."""
-        s = sessions.get(ctx)
+        s, _ = sessions.get(ctx)
         return [e.model_dump() for e in call(s.list_skills)]
 
     return mcp
 
 
-def run_stdio(settings: Any, owner: str) -> None:
-    """Serve MCP over stdio with one orchestrator for the life of the process."""
+def run_stdio(settings: Settings, owner: str, profiles: tuple[str, ...] | None = None) -> None:
+    """Serve MCP over stdio with one orchestrator for the life of the process.
+
+    `profiles` limits the policy profiles this owner's session may use (None: any).
+    """
     import signal
     import sys
 
     # MCP clients end a stdio server with SIGTERM; exit through `finally` so sessions close.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     orc = Orchestrator(settings)
-    server = build_mcp_server(lambda: orc, owner=owner)
+    server = build_mcp_server(lambda: orc, local=orc.admission.local(owner, profiles))
     try:
         server.run()
     finally:

@@ -7,8 +7,6 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from sandbox.models import RunResult
-
 
 class Metrics:
     content_type = CONTENT_TYPE_LATEST
@@ -46,18 +44,33 @@ class Metrics:
             "sbx_pii_tokens_issued", "PII values tokenized in open sessions.", registry=r
         )
 
-    def observe_run(self, result: RunResult) -> None:
-        self.runs.labels(result.outcome).inc()
-        self.run_seconds.observe(result.duration_s)
-
     def on_audit(self, record: dict[str, Any]) -> None:
-        """Counts security events from the audit trail, so both see the same facts."""
+        """Counts runs and security events from the audit trail, so both see the same facts
+        whichever surface (REST, MCP, CLI, embedded) caused them."""
         event = record.get("event")
-        if event == "tool_call":
+        count = record.get("count", 1)
+        n = count if isinstance(count, int) and count > 0 else 1  # aggregated refusals
+        if event == "run_end":
+            self.runs.labels(str(record.get("outcome"))).inc()
+            duration = record.get("duration_s")
+            if isinstance(duration, int | float):
+                self.run_seconds.observe(duration)
+        elif event == "tool_call":
             self.tool_calls.labels(str(record.get("outcome"))).inc()
         elif event == "token_refused":
             self.token_refusals.inc()
-        elif event in ("auth_failure", "rate_limited", "token_refused", "quota_exceeded"):
+            self.violations.labels(str(event)).inc()
+        elif event == "auth_failure":
+            self.auth_failures.inc(n)
+            self.violations.labels(str(event)).inc(n)
+        elif event == "rate_limited":
+            self.rate_limited.inc(n)
+            self.violations.labels(str(event)).inc(n)
+        elif event == "admission_refused":
+            if record.get("reason") == "queue_full":
+                self.rate_limited.inc(n)
+            self.violations.labels(f"refused_{record.get('reason')}").inc(n)
+        elif event == "quota_exceeded":
             self.violations.labels(str(event)).inc()
 
     def render(self) -> bytes:

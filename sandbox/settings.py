@@ -35,7 +35,7 @@ class PiiSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """The HTTP API's limits."""
+    """Admission rules (every surface: REST, MCP over HTTP and stdio, CLI) and HTTP limits."""
 
     host: str = "127.0.0.1"
     port: int = 8080
@@ -49,7 +49,10 @@ class ApiSettings(BaseModel):
     runs_total: int = Field(16, ge=1)
     run_queue: int = Field(64, ge=0)
     """Runs waiting for a slot beyond this get 429."""
+    run_queue_wait_s: float = Field(300.0, gt=0)
+    """A run that waited this long for a slot is refused (429) instead."""
     sessions_per_owner: int = Field(32, ge=1)
+    sessions_total: int = Field(1024, ge=1)
     session_ttl_s: float = Field(8 * 3600, gt=0)
     session_idle_s: float = Field(3600, gt=0)
     max_connections: int = Field(512, ge=8)

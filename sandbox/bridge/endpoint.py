@@ -26,6 +26,7 @@ from sandbox.bridge.search import search
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
 from sandbox.bridge.upstream import ToolInfo, UpstreamCallError, UpstreamPool
 from sandbox.channel import response_frame
+from sandbox.core.loop import BackgroundLoop
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.pii import Tokenizer
@@ -64,11 +65,12 @@ class ToolBridge:
         audit: AuditLog,
         limits: ToolLimits | None = None,
         resolve: Callable[[str], str] | None = None,
+        loop: BackgroundLoop | None = None,
     ) -> None:
         self.limits = limits or ToolLimits()
         self.audit = audit
         self.tokens = TokenRegistry()
-        self.upstreams = UpstreamPool(config, resolve=resolve)
+        self.upstreams = UpstreamPool(config, resolve=resolve, loop=loop)
         self.api_dir = api_dir
         self.generated = codegen.generate(self.upstreams.tools(), api_dir / "servers")
         self._index = json.loads((api_dir / "servers" / "index.json").read_text())

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from sandbox.bridge.config import HttpServer, McpConfig, StdioServer
+from sandbox.core.loop import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -73,11 +73,13 @@ class UpstreamPool:
         config: McpConfig,
         connect_timeout_s: float = 30.0,
         resolve: Callable[[str], str] | None = None,
+        loop: BackgroundLoop | None = None,
     ) -> None:
         self._resolve = resolve or (lambda text: text)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="sbx-mcp", daemon=True)
-        self._thread.start()
+        # The controller's shared loop; a pool made on its own (tests, tools) owns one.
+        self._owns_loop = loop is None
+        self._bg = loop if loop is not None else BackgroundLoop("sbx-mcp")
+        self._loop = self._bg.loop
         self._stopping = False
         self._ups: dict[str, _Upstream] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -254,10 +256,8 @@ class UpstreamPool:
 
         with contextlib.suppress(Exception):
             self.submit(stop()).result(timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        if not self._thread.is_alive():
-            self._loop.close()
+        if self._owns_loop:
+            self._bg.close()
 
 
 class _HttpTransport:

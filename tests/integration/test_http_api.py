@@ -34,6 +34,7 @@ def free_port() -> int:
 
 class Server:
     def __init__(self, orc: Orchestrator, keys: KeyStore) -> None:
+        self.orc = orc
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(

@@ -96,7 +96,9 @@ def test_closing_a_session_removes_its_containers_and_workspace(
         orc.get_session(s.id)
 
 
-def test_bad_input_gets_typed_errors_and_the_session_keeps_working(session: Session) -> None:
+def test_bad_input_gets_typed_errors_and_the_session_keeps_working(
+    orc: Orchestrator, session: Session
+) -> None:
     with pytest.raises(InvalidInputError):
         session.run("print(1)", timeout=10_000)
     with pytest.raises(InvalidInputError):
@@ -108,7 +110,7 @@ def test_bad_input_gets_typed_errors_and_the_session_keeps_working(session: Sess
     with pytest.raises(UnsafePathError):
         session.upload("../escape", b"x")
     with pytest.raises(InvalidInputError):
-        session._orc.session(owner="../root")
+        orc.session(owner="../root")
     assert session.run("print('fine')").stdout == "fine\n"
 
 

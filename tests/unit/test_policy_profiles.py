@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from sandbox.analysis import analyze
+from sandbox.core.commands import checked_argv as _argv
 from sandbox.exceptions import InvalidInputError, NotFoundError, PolicyViolationError
-from sandbox.orchestrator import _argv
 from sandbox.profiles import BUILTIN, load_profiles, pick
 
 

@@ -1,0 +1,15 @@
+"""The core every surface calls, one room per job.
+
+    assembly.py     builds every part from Settings, once
+    orchestrator.py Orchestrator: owns the parts, opens sessions, garbage collection
+    registry.py     open sessions, with per-owner and global caps checked atomically
+    admission.py    who may do what: keys, profiles, rate limits, run slots, refusals audited
+    session.py      Session: runs, files and skills of one session
+    runner.py       the run pipeline: the warm container, delivery, collection, the result
+    output.py       streamed output, tokenized line by line
+    commands.py     argv-only command mode
+    skills.py       an owner's skills folder
+    loop.py         the one background event loop (upstream MCP, tool calls, egress)
+
+Nothing here imports `docker`; the backend is reached only through `sandbox.backends.base.Backend`.
+"""

@@ -1,0 +1,359 @@
+"""The run pipeline of one session: its warm container, delivery, collection, the result.
+
+Every run gets a container of its own. To keep that fast the session's *next* container is
+created, started and dialled in to its run socket ahead of time, waiting for code; a run
+hands it the code, reads the result, and the container is removed in the background while
+the one after it warms up. A warm container holds no code and no token until its run begins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox import policy
+from sandbox.audit import AuditError
+from sandbox.backends.base import ContainerRef
+from sandbox.channel import EGRESS_SOCKET, CallHandler, RunChannel, response_frame
+from sandbox.core.assembly import Parts
+from sandbox.core.output import LineStream
+from sandbox.egress import EgressContext, EgressProxy
+from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError
+from sandbox.models import Limits, RunResult
+from sandbox.pii import Tokenizer
+from sandbox.profiles import Profile
+from sandbox.storage import SANDBOX_GID, SANDBOX_UID
+
+logger = logging.getLogger(__name__)
+
+_KILLED_EXIT = 137  # 128 + SIGKILL, as a shell and Docker report it
+# A warm container that waits longer than this is past its deadline label and may be reaped.
+_MAX_IDLE_S = 6 * 3600
+_NO_TOOLS_CALL_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Box:
+    """What every container of one session is made from."""
+
+    owner: str
+    session_id: str
+    limits: Limits
+    profile: Profile
+    workspace: Path
+    skills: Path
+    tools: tuple[str, ...] | None
+    tokenizer: Tokenizer | None
+
+
+@dataclass
+class _Warm:
+    exec_id: str
+    ref: ContainerRef
+    channel: RunChannel
+    egress: EgressProxy | None = None
+
+
+class Runner:
+    """Runs one session's code, one fresh container per run, one run at a time."""
+
+    def __init__(self, parts: Parts, box: Box) -> None:
+        self._parts, self._box = parts, box
+        self._lock = threading.Lock()
+        self._next: Future[_Warm] | None = None
+        self._cleanups: list[Future[None]] = []
+        if parts.settings.warm:
+            self._next = parts.pool.submit(self._prepare)
+
+    @property
+    def busy(self) -> bool:
+        return self._lock.locked()
+
+    def execute(
+        self,
+        code: str,
+        timeout: float,
+        env: dict[str, str],
+        on_output: Callable[[str, str], None] | None,
+        run_start: dict[str, object],
+    ) -> RunResult:
+        """Run `code` in the waiting (or a new) container; `run_start` joins its audit record.
+
+        Raises:
+            AuditError: the start of the run could not be recorded (nothing ran).
+            BackendError: the engine failed to provide a container.
+        """
+        with self._lock:
+            warm = self._take_warm()
+            bridge = self._parts.bridge
+            # The box learns the tool-argument cap from the run frame; the host enforces it too.
+            max_call_bytes = bridge.limits.max_args_bytes if bridge else _NO_TOOLS_CALL_BYTES
+            unended: str | None = None  # a run_start with no run_end yet
+            try:
+                for attempt in (1, 2):
+                    # Fail closed: no code runs unless its start is on the record.
+                    self._audit("run_start", warm.exec_id, timeout=timeout, **run_start)
+                    unended = warm.exec_id
+                    # The token exists from here on; the waiting container never held one.
+                    token = (
+                        bridge.tokens.mint(self._box.session_id, warm.exec_id, timeout + 5)
+                        if bridge
+                        else ""
+                    )
+                    started = time.monotonic()
+                    try:
+                        warm.channel.deliver(
+                            code, env, policy.WORKSPACE, token, max_call_bytes=max_call_bytes
+                        )
+                        break
+                    except ContainerStartError:
+                        if attempt == 2:
+                            raise
+                        # The waiting container died (reaped, engine restart): one cold retry.
+                        self._audit(
+                            "run_end", warm.exec_id, outcome="not_started", reason="container_gone"
+                        )
+                        unended = None
+                        if bridge:
+                            bridge.tokens.revoke(warm.exec_id)
+                        self._discard(warm)
+                        warm = self._prepare()
+                result = self._finish(warm, started, started + timeout, on_output)
+                self._audit(
+                    "run_end",
+                    warm.exec_id,
+                    outcome=result.outcome,
+                    exit_code=result.exit_code,
+                    duration_s=round(result.duration_s, 6),
+                    timed_out=result.timed_out,
+                    oom_killed=result.oom_killed,
+                    output_truncated=result.output_truncated,
+                )
+                unended = None
+                return result
+            finally:
+                if unended is not None:
+                    with contextlib.suppress(AuditError):
+                        self._audit("run_end", unended, outcome="failed")
+                if bridge:
+                    bridge.tokens.revoke(warm.exec_id)
+                self._cleanups.append(self._parts.pool.submit(self._discard, warm))
+
+    def _audit(self, event: str, exec_id: str, **fields: object) -> None:
+        self._parts.audit.record(
+            event,
+            controller=self._parts.settings.controller_id,
+            owner=self._box.owner,
+            session=self._box.session_id,
+            exec_id=exec_id,
+            **fields,
+        )
+
+    # -- the warm container ---------------------------------------------------------------
+
+    def _take_warm(self) -> _Warm:
+        """The waiting container if there is one (or one on its way), else a cold start;
+        and the next one starts warming straight away."""
+        settings = self._parts.settings
+        pending, self._next = self._next, None
+        warm: _Warm | None = None
+        if pending is not None:
+            try:
+                warm = pending.result(timeout=settings.start_timeout_s)
+            except (SandboxError, FutureTimeout) as exc:
+                logger.warning("warm container failed (%s); starting one now", exc)
+        if warm is None:
+            warm = self._prepare()
+        if settings.warm:
+            self._next = self._parts.pool.submit(self._prepare)
+        return warm
+
+    def _prepare(self) -> _Warm:
+        parts, box = self._parts, self._box
+        exec_id = secrets.token_hex(16)
+        channel = RunChannel(parts.storage.runs, SANDBOX_UID, SANDBOX_GID)
+        labels = policy.labels_for(
+            parts.settings.controller_id,
+            box.owner,
+            box.session_id,
+            exec_id,
+            _MAX_IDLE_S + box.limits.timeout_s,
+        )
+        spec = policy.launch_spec(
+            image=parts.image,
+            limits=box.limits,
+            runtime=box.profile.runtime,
+            workspace=box.workspace,
+            skills=box.skills,
+            channel_dir=channel.dir,
+            labels=labels,
+            servers=parts.bridge.servers_dir if parts.bridge else None,
+        )
+        ref: ContainerRef | None = None
+        egress: EgressProxy | None = None
+        try:
+            if box.profile.network == "allowlist":
+                egress = EgressProxy(
+                    EgressContext(
+                        box.owner,
+                        box.session_id,
+                        exec_id,
+                        frozenset(box.profile.egress),
+                        box.profile.egress_private,
+                    ),
+                    parts.audit,
+                )
+                parts.loop.run(egress.start(channel.dir / EGRESS_SOCKET), 10)
+            ref = parts.backend.create(spec)
+            parts.backend.start(ref)
+            channel.accept_runtime(time.monotonic() + parts.settings.start_timeout_s)
+        except BaseException:
+            self._stop_egress(egress)
+            channel.close()
+            if ref is not None:
+                parts.backend.remove(ref)
+            raise
+        return _Warm(exec_id, ref, channel, egress)
+
+    def _stop_egress(self, egress: EgressProxy | None) -> None:
+        if egress is not None:
+            with contextlib.suppress(Exception):
+                self._parts.loop.run(egress.stop(), 10)
+
+    def _discard(self, warm: _Warm) -> None:
+        self._stop_egress(warm.egress)
+        warm.channel.close()
+        try:
+            self._parts.backend.remove(warm.ref)
+        except SandboxError:
+            # The reaper (next start, `sandbox gc`) finds it by its labels.
+            logger.exception("removing container of run %s", warm.exec_id)
+
+    # -- collecting the result ------------------------------------------------------------
+
+    def _finish(
+        self,
+        warm: _Warm,
+        started: float,
+        deadline: float,
+        on_output: Callable[[str, str], None] | None,
+    ) -> RunResult:
+        backend = self._parts.backend
+        cap = self._box.limits.output_bytes
+        tokenizer = self._box.tokenizer
+        lines = LineStream(on_output, tokenizer) if on_output is not None else None
+        # collect() enforces the call cap that deliver() told the box.
+        got = warm.channel.collect(
+            deadline, cap, self._call_handler(warm), on_output=lines.feed if lines else None
+        )
+        if lines is not None:
+            lines.flush()
+        stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
+        exit_code, timed_out = got.exit_code, got.timed_out
+        oom = False
+        error: str | None = None
+        if exit_code is not None:
+            # The runtime waits for us to hang up, so the container and its cgroup still exist.
+            oom = bool(backend.oom_kills(warm.ref))
+        elif not timed_out:
+            # The runtime ended without reporting (killed, OOM, os._exit): ask the engine.
+            try:
+                info = backend.wait(warm.ref, max(0.5, deadline - time.monotonic()))
+            except NotFoundError:
+                info = None
+                error = "container_lost"
+            if info is None and error is None:
+                timed_out = True
+            elif info is not None:
+                exit_code, oom = info.exit_code, info.oom_killed
+        if timed_out:
+            oom = bool(backend.oom_kills(warm.ref))
+            backend.kill(warm.ref)
+            stdout, stderr, more = warm.channel.drain_after_kill(cap, stdout, stderr)
+            truncated |= more
+            exit_code = _KILLED_EXIT
+        out_text, err_text = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+        if tokenizer is not None:
+            # Output goes toward the model: PII the code printed, however it got it, is tokenized.
+            out_text, err_text = tokenizer.tokenize(out_text), tokenizer.tokenize(err_text)
+        return RunResult(
+            exec_id=warm.exec_id,
+            exit_code=exit_code if exit_code is not None else -1,
+            stdout=out_text,
+            stderr=err_text,
+            duration_s=time.monotonic() - started,
+            timed_out=timed_out,
+            oom_killed=oom,
+            output_truncated=truncated,
+            error=error,
+        )
+
+    def _call_handler(self, warm: _Warm) -> CallHandler:
+        bridge, box = self._parts.bridge, self._box
+        if bridge is None:
+            return _no_tools
+        ctx = bridge.context(box.owner, box.session_id, warm.exec_id, box.tools, box.tokenizer)
+
+        def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
+            bridge.submit(ctx, body, reply)
+
+        return on_call
+
+    # -- waiting and closing --------------------------------------------------------------
+
+    def ready(self, timeout: float = 30.0) -> bool:
+        """Wait until the next container is warm; False if warming is off or did not finish."""
+        pending = self._next
+        if pending is None:
+            return False
+        try:
+            pending.result(timeout=timeout)
+        except (SandboxError, FutureTimeout):
+            return False
+        return True
+
+    def warm_ready(self) -> bool:
+        """True when the next container is started and waiting (no wait)."""
+        pending = self._next
+        return pending is not None and pending.done() and pending.exception() is None
+
+    def settle(self, timeout: float = 30.0) -> None:
+        """Wait until every finished run's container has been removed."""
+        end = time.monotonic() + timeout
+        while self._cleanups:
+            fut = self._cleanups.pop()
+            with contextlib.suppress(FutureTimeout):
+                fut.result(timeout=max(0.0, end - time.monotonic()))
+
+    def close(self) -> None:
+        """Remove the waiting container and wait for the others' removal."""
+        with self._lock:
+            pending, self._next = self._next, None
+            if pending is not None:
+                # If it never came up, its labels let the reaper find any remains.
+                with contextlib.suppress(SandboxError, FutureTimeout):
+                    self._discard(pending.result(timeout=self._parts.settings.start_timeout_s))
+            self.settle()
+
+
+def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:
+    reply(
+        response_frame(
+            None,
+            {
+                "ok": False,
+                "error": {
+                    "code": "unavailable",
+                    "message": "no MCP servers are configured for this sandbox",
+                },
+            },
+        )
+    )

@@ -1,0 +1,32 @@
+"""One owner's skills folder: mounted read-only at /skills in their sandboxes, written only
+here, within the owner's quota."""
+
+from __future__ import annotations
+
+from sandbox.files import SafeDir
+from sandbox.models import FileEntry, MiB
+from sandbox.storage import Storage
+
+
+class SkillStore:
+    """An owner's skills, persistent across sessions."""
+
+    def __init__(self, storage: Storage, owner: str, quota_mb: int) -> None:
+        self._storage, self.owner, self._quota_mb = storage, owner, quota_mb
+        self._dir = SafeDir(storage.skills_dir(owner))
+
+    def save(self, path: str, data: bytes) -> None:
+        """Raises UnsafePathError, FileTypeError, QuotaExceededError."""
+        self._storage.check_skills_room(self.owner, len(data), self._quota_mb)
+        self._dir.write(path, bytes(data), self._quota_mb * MiB)
+
+    def read(self, path: str) -> bytes:
+        """Raises UnsafePathError, NotFoundError, FileTypeError."""
+        return self._dir.read(path, self._quota_mb * MiB)
+
+    def list(self) -> list[FileEntry]:
+        return self._dir.listing()
+
+    def delete(self, path: str) -> None:
+        """Raises UnsafePathError, NotFoundError, FileTypeError."""
+        self._dir.delete(path)

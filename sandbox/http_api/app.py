@@ -1,0 +1,140 @@
+"""The HTTP API's assembly: settings, the orchestrator's lifetime, middleware, routers, /mcp."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox.core.orchestrator import Orchestrator
+from sandbox.exceptions import BackendUnavailableError, SandboxError
+from sandbox.http_api.deps import authenticate
+from sandbox.http_api.errors import install_error_handlers, sandbox_error_response
+from sandbox.http_api.limits import SECURITY_HEADERS, BodyLimit
+from sandbox.http_api.routes import files, health, runs, sessions, skills, tools
+from sandbox.http_api.state import AppState
+from sandbox.keys import KeyStore
+from sandbox.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    orchestrator: Orchestrator | None = None,
+    keys: KeyStore | None = None,
+) -> FastAPI:
+    """The HTTP API (and the MCP endpoint at /mcp) over one Orchestrator.
+
+    Without an orchestrator, one is made from `settings` at startup (once the engine
+    answers; until then /healthz and every route say 503) and closed at shutdown.
+    """
+    if settings is None:
+        settings = orchestrator.settings if orchestrator else Settings()
+    keystore = keys if keys is not None else KeyStore(settings.data_dir / "keys.json")
+    state = AppState(settings, keystore, orchestrator)
+    if orchestrator is not None:
+        orchestrator.admission.keys = keystore
+
+    from sandbox.mcp_server import PRINCIPAL_STATE, build_mcp_server
+
+    mcp_server = build_mcp_server(state.orc, idle_s=settings.api.session_idle_s)
+    mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=settings.api.host)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = state.orchestrator is None
+        connecting = asyncio.create_task(_connect(state))
+        expiry = asyncio.create_task(_expire_loop(state))
+        try:
+            async with mcp_app.router.lifespan_context(mcp_app):
+                yield
+        finally:
+            for task in (connecting, expiry):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            mcp_server.sandbox_sessions.close_all()  # type: ignore[attr-defined]
+            if owned and state.orchestrator is not None:
+                await run_in_threadpool(state.orchestrator.close)
+
+    app = FastAPI(
+        title="sandbox",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Ephemeral hardened sandboxes for code-executing AI agents.",
+    )
+    app.state.sbx = state
+    app.add_middleware(
+        BodyLimit, limit=settings.api.max_body_bytes, deadline_s=settings.api.body_timeout_s
+    )
+
+    @app.middleware("http")
+    async def front_door(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # /mcp passes the same admission as every REST route; the principal rides along in
+        # the request state for the MCP tools, which never look at the key themselves.
+        if request.url.path == "/mcp" or request.url.path.startswith("/mcp/"):
+            try:
+                principal = await authenticate(request, "mcp-http")
+            except SandboxError as exc:
+                return sandbox_error_response(exc)
+            request.scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    install_error_handlers(app)
+    for module in (sessions, runs, files, skills, tools, health):
+        app.include_router(module.router)
+    app.mount("/", mcp_app)
+    return app
+
+
+async def _connect(state: AppState) -> None:
+    """No engine at startup is not a crash: /healthz says 503 and routes 503 until it answers."""
+    delay = 1.0
+    while state.orchestrator is None:
+        try:
+            orc = await run_in_threadpool(Orchestrator, state.settings, keys=state.keys)
+        except BackendUnavailableError as exc:
+            state.startup_error = str(exc)[:300]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 15.0)
+        else:
+            state.orchestrator = orc
+
+
+async def _expire_loop(state: AppState, every_s: float = 5.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        orc = state.orchestrator
+        if orc is None:
+            continue
+        try:
+            await run_in_threadpool(orc.expire_sessions)
+        except Exception:
+            logger.exception("expiring sessions")
+
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """Run the API with uvicorn until SIGINT/SIGTERM (then sessions are closed)."""
+    import uvicorn
+
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_keep_alive=5,
+        limit_concurrency=settings.api.max_connections,
+        h11_max_incomplete_event_size=64 * 1024,
+        timeout_graceful_shutdown=30,
+    )

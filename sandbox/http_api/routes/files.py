@@ -1,0 +1,51 @@
+"""A session's /workspace: list, download, upload, delete, and a PII-tokenized text preview."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox.http_api.deps import Caller, State, owned
+from sandbox.http_api.schemas import PreviewResponse
+from sandbox.models import FileEntry
+
+router = APIRouter(prefix="/v1/sessions/{sid}", tags=["files"])
+
+
+@router.get("/files", response_model=list[FileEntry])
+async def list_files(sid: str, key: Caller, state: State, path: str = "") -> list[FileEntry]:
+    return await run_in_threadpool(owned(state, key, sid).list_files, path)
+
+
+@router.get("/files/{path:path}")
+async def download(sid: str, path: str, key: Caller, state: State) -> Response:
+    data = await run_in_threadpool(owned(state, key, sid).download, path)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.put("/files/{path:path}", status_code=204)
+async def upload(sid: str, path: str, request: Request, key: Caller, state: State) -> Response:
+    s = owned(state, key, sid)
+    data = await request.body()
+    await run_in_threadpool(s.upload, path, data)
+    return Response(status_code=204)
+
+
+@router.delete("/files/{path:path}", status_code=204)
+async def delete_file(sid: str, path: str, key: Caller, state: State) -> Response:
+    await run_in_threadpool(owned(state, key, sid).delete_file, path)
+    return Response(status_code=204)
+
+
+@router.get("/preview/{path:path}", response_model=PreviewResponse)
+async def preview(
+    sid: str,
+    path: str,
+    key: Caller,
+    state: State,
+    max_bytes: Annotated[int, Query(gt=0, le=1024 * 1024)] = 65536,
+) -> PreviewResponse:
+    text = await run_in_threadpool(owned(state, key, sid).read_text, path, max_bytes)
+    return PreviewResponse(path=path, text=text)

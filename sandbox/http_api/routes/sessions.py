@@ -1,0 +1,55 @@
+"""Sessions: open, list, show, close."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox.core.session import Session
+from sandbox.http_api.deps import Caller, State, owned
+from sandbox.http_api.schemas import SessionCreate, SessionInfo
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+
+
+def info(s: Session) -> SessionInfo:
+    return SessionInfo(
+        id=s.id,
+        owner=s.owner,
+        profile=s.profile.name,
+        tools=list(s.tools) if s.tools is not None else None,
+        ttl_s=s.ttl_s,
+        idle_s=s.idle_s,
+    )
+
+
+@router.post("", status_code=201, response_model=SessionInfo)
+async def create_session(body: SessionCreate, key: Caller, state: State) -> SessionInfo:
+    rules = state.settings.api
+    s = await run_in_threadpool(
+        lambda: state.orc().open_session(
+            key,
+            surface="rest",
+            profile=body.profile,
+            tools=body.tools,
+            ttl_s=body.ttl_s or rules.session_ttl_s,
+            idle_s=body.idle_s or rules.session_idle_s,
+        )
+    )
+    return info(s)
+
+
+@router.get("", response_model=list[SessionInfo])
+async def list_sessions(key: Caller, state: State) -> list[SessionInfo]:
+    return [info(s) for s in state.orc().sessions(key.owner)]
+
+
+@router.get("/{sid}", response_model=SessionInfo)
+async def get_session(sid: str, key: Caller, state: State) -> SessionInfo:
+    return info(owned(state, key, sid))
+
+
+@router.delete("/{sid}", status_code=204)
+async def delete_session(sid: str, key: Caller, state: State) -> Response:
+    await run_in_threadpool(owned(state, key, sid).close)
+    return Response(status_code=204)

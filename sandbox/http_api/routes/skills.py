@@ -1,0 +1,35 @@
+"""The key owner's skills (/skills in their sandboxes): list, read, save, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from sandbox.http_api.deps import Caller, State
+from sandbox.models import FileEntry
+
+router = APIRouter(prefix="/v1/skills", tags=["skills"])
+
+
+@router.get("", response_model=list[FileEntry])
+async def list_skills(key: Caller, state: State) -> list[FileEntry]:
+    return await run_in_threadpool(state.orc().skills(key.owner).list)
+
+
+@router.get("/{path:path}")
+async def read_skill(path: str, key: Caller, state: State) -> Response:
+    data = await run_in_threadpool(state.orc().skills(key.owner).read, path)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.put("/{path:path}", status_code=204)
+async def save_skill(path: str, request: Request, key: Caller, state: State) -> Response:
+    data = await request.body()
+    await run_in_threadpool(state.orc().skills(key.owner).save, path, data)
+    return Response(status_code=204)
+
+
+@router.delete("/{path:path}", status_code=204)
+async def delete_skill(path: str, key: Caller, state: State) -> Response:
+    await run_in_threadpool(state.orc().skills(key.owner).delete, path)
+    return Response(status_code=204)

@@ -1,0 +1,45 @@
+"""Request and response bodies of the HTTP API (extra fields are refused at the boundary)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SessionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    ttl_s: float | None = Field(None, gt=0, le=7 * 86400)
+    idle_s: float | None = Field(None, gt=0, le=86400)
+    tools: list[str] | None = Field(None, max_length=256)
+    profile: str | None = Field(None, max_length=64)
+    """None: 'default', or the key's first profile when it may not use 'default'."""
+
+
+class SessionInfo(BaseModel):
+    id: str
+    owner: str
+    profile: str
+    tools: list[str] | None
+    ttl_s: float | None
+    idle_s: float | None
+
+
+class RunRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(max_length=1024 * 1024)
+    timeout: float | None = Field(None, gt=0)
+    env: dict[str, str] | None = None
+
+
+class CommandRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str] | str = Field(max_length=1024)
+    timeout: float | None = Field(None, gt=0)
+    env: dict[str, str] | None = None
+
+
+class PreviewResponse(BaseModel):
+    path: str
+    text: str
