@@ -192,12 +192,12 @@ def images_build(
     force: Annotated[bool, typer.Option(help="Rebuild even if the image exists.")] = False,
 ) -> None:
     """Build the sandbox image (bootstrapping a Debian base when no registry answers)."""
-    from sandbox.backends.docker import DockerBackend, DockerBackendConfig
+    from sandbox.backends import make_backend
     from sandbox.images import ensure_image
 
     settings = Settings()
     try:
-        backend = DockerBackend(DockerBackendConfig(base_url=settings.docker_host))
+        backend = make_backend(settings.backend)
         tag = ensure_image(backend, settings.base_image, progress=typer.echo, force=force)
     except SandboxError as exc:
         raise _fail(exc) from exc
@@ -286,6 +286,7 @@ def doctor() -> None:
     """Check the engine, image, runtimes and settings, and say how to fix what is missing."""
     import shutil
 
+    # doctor examines the Docker engine itself (runtimes, versions), not just the contract.
     from sandbox.backends.docker import DockerBackend, DockerBackendConfig
     from sandbox.images import image_tag
     from sandbox.pii import HYPERSCAN
