@@ -25,6 +25,12 @@
     ├── ImageBuildError (RuntimeError)         internal              500  the sandbox image could not be built
     └── ApiError (RuntimeError)                internal              500  any other error status from the API (client side)
 
+Defined elsewhere, beside the code that raises them, with their parent's code and status:
+    UnsafeBackendError (SandboxError, PermissionError)  sandbox.backends.local  no unsafe_no_isolation=True
+    AuditError (AuditUnavailableError)                  sandbox.audit           an audit record was not written
+    SecretError (SandboxError, ValueError)              sandbox.secrets         a secret does not decrypt
+    VaultError (SandboxError, ValueError)               sandbox.pii.vault       a vault record does not decrypt
+
 `code` and `http_status` are class attributes: a surface answers with `describe(exc)` and a
 client raises `error_for(code)`, so neither keeps a table of its own. A subclass that declares
 no code of its own answers with its parent's (ContainerStartError as backend_error,

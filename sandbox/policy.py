@@ -17,14 +17,11 @@ from sandbox.backends.base import (
     LaunchSpec,
     Mount,
 )
-from sandbox.channel import CONTAINER_DIR
 from sandbox.images import images_dir
 from sandbox.models import Limits, MiB
+from sandbox.runtime.protocol import CONTAINER_DIR, SERVERS, SKILLS
+from sandbox.runtime.protocol import WORKSPACE as WORKSPACE  # re-exported: the runs' cwd
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
-
-WORKSPACE = "/workspace"
-SKILLS = "/skills"
-SERVERS = "/servers"
 
 
 @functools.cache

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from sandbox.runtime.protocol import WORKSPACE
+
 LABEL_MANAGED = "sbx.managed"
 LABEL_CONTROLLER = "sbx.controller"
 LABEL_OWNER = "sbx.owner"
@@ -48,7 +50,7 @@ class LaunchSpec:
     network: Literal["none"] = "none"
     runtime: str = "runc"
     hostname: str = "sandbox"
-    workdir: str = "/workspace"
+    workdir: str = WORKSPACE
     env: Mapping[str, str] = field(default_factory=dict)
 
 

@@ -11,7 +11,8 @@ What it does not: memory, cpus, pids, the /tmp size, seccomp, network "none", re
 mounts and root file system, user, hostname, runtime, capabilities, no-new-privileges.
 
 One container under the state folder:
-    <state_dir>/<id>/state.json   labels, pid and its start time (another instance can reap it)
+    <state_dir>/<id>/state.json   labels, pid and its start time, so another instance can reap
+                                  it (kept by `_local_state`)
     <state_dir>/<id>/root/        SBX_ROOT: workspace, skills, servers, run/sbx link to the
                                   mount sources, so the runtime's container paths resolve
     <state_dir>/<id>/home/        HOME
@@ -21,7 +22,6 @@ One container under the state folder:
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -29,21 +29,28 @@ import resource
 import secrets
 import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from sandbox.backends._local_state import (
+    STATE,
+    Box,
+    exit_info,
+    killpg,
+    read_state,
+    start_time,
+    write_state,
+)
 from sandbox.backends.base import ContainerRef, ContainerSummary, ExitInfo, LaunchSpec
-from sandbox.channel import CONTAINER_DIR, SOCKET_NAME
 from sandbox.exceptions import BackendError, NotFoundError, SandboxError
+from sandbox.runtime.protocol import CONTAINER_DIR, ROOT_ENV, SOCKET_ENV, SOCKET_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +61,6 @@ ENFORCED: frozenset[str] = frozenset({"image", "labels", "env", "nofile", "fsize
 _RUNTIME = Path(__file__).resolve().parent.parent / "runtime" / "sbxrt.py"
 _ID = re.compile(r"[0-9a-f]{16}")
 _MAX_SOCKET_PATH = 107  # sun_path is 108 bytes with the terminating NUL
-_STATE = "state.json"
 
 
 class UnsafeBackendError(SandboxError, PermissionError):
@@ -72,33 +78,6 @@ class LocalProcessBackendConfig(BaseModel):
     removed. None: a fresh temp folder, removed with every container in it at close()."""
     python: Path | None = None
     """Interpreter that runs the runtime and the code; None: the controller's own."""
-
-
-@dataclass
-class _Box:
-    id: str
-    dir: Path
-    labels: dict[str, str]
-    env: dict[str, str]
-    cwd: Path
-    nofile: int
-    fsize: int
-    proc: subprocess.Popen[bytes] | None = None
-    pid: int | None = None
-    started: int | None = None
-    """The pid's start time (`_start_time`): a pid and this name one process, never a reuse."""
-    pidfd: int | None = None
-    exit: ExitInfo | None = None
-    foreign: bool = False
-    """Left by another instance: no Popen, so no exit code; it can be killed and removed."""
-
-    def signal_group(self) -> None:
-        """SIGKILL the box's process group, unless it is known to be over."""
-        if self.pid is None or self.exit is not None:
-            return
-        if self.foreign and _start_time(self.pid) != self.started:
-            return  # not our child: its pid may name another process by now
-        _killpg(self.pid)
 
 
 class LocalProcessBackend:
@@ -131,7 +110,7 @@ class LocalProcessBackend:
                 self._state.mkdir(mode=0o700, parents=True, exist_ok=True)
         except OSError as exc:
             raise BackendError(f"local backend: state folder: {exc}") from exc
-        self._boxes: dict[str, _Box] = {}
+        self._boxes: dict[str, Box] = {}
         self._images = {LOCAL_IMAGE}
         self._lock = threading.Lock()
         logger.warning(
@@ -179,11 +158,11 @@ class LocalProcessBackend:
                 "XDG_CACHE_HOME": str(tmp / ".cache"),
                 "MPLCONFIGDIR": str(tmp / ".config" / "matplotlib"),
                 **spec.env,
-                "SBX_ROOT": str(root),
-                "SBX_SOCKET": socket_path,
+                ROOT_ENV: str(root),
+                SOCKET_ENV: socket_path,
             }
-            box = _Box(box_id, box_dir, dict(spec.labels), env, cwd, spec.nofile, spec.fsize_bytes)
-            _write_state(box)
+            box = Box(box_id, box_dir, dict(spec.labels), env, cwd, spec.nofile, spec.fsize_bytes)
+            write_state(box)
         except OSError as exc:
             shutil.rmtree(box_dir, ignore_errors=True)
             raise BackendError(f"create container: {exc}") from exc
@@ -222,9 +201,9 @@ class LocalProcessBackend:
                 )
             except OSError as exc:
                 raise BackendError(f"start container {ref.id}: {exc}") from exc
-            box.proc, box.pid, box.started = proc, proc.pid, _start_time(proc.pid)
+            box.proc, box.pid, box.started = proc, proc.pid, start_time(proc.pid)
             try:
-                _write_state(box)
+                write_state(box)
                 # After the spawn rather than in a preexec_fn (unsafe with threads): no sandbox
                 # code runs before the channel delivers it, which is after start() returns.
                 for limit, value in (
@@ -237,9 +216,9 @@ class LocalProcessBackend:
             except ProcessLookupError:
                 pass  # it died already; wait() reports how
             except OSError as exc:
-                _killpg(proc.pid)
+                killpg(proc.pid)
                 proc.wait()
-                box.exit = _exit_info(proc.returncode)
+                box.exit = exit_info(proc.returncode)
                 raise BackendError(f"start container {ref.id}: {exc}") from exc
 
     def kill(self, ref: ContainerRef) -> None:
@@ -265,7 +244,7 @@ class LocalProcessBackend:
                 except subprocess.TimeoutExpired:
                     logger.warning("local container %s did not die after SIGKILL", ref.id)
                 else:
-                    box.exit = box.exit or _exit_info(box.proc.returncode)
+                    box.exit = box.exit or exit_info(box.proc.returncode)
             if box.pidfd is not None:
                 os.close(box.pidfd)
                 box.pidfd = None
@@ -288,7 +267,7 @@ class LocalProcessBackend:
                 return box.exit
             if box.pid is None:
                 return ExitInfo(exit_code=0, oom_killed=False)
-            if box.foreign and _start_time(box.pid) != box.started:
+            if box.foreign and start_time(box.pid) != box.started:
                 box.exit = ExitInfo(exit_code=-1, oom_killed=False)
                 return box.exit
             # Our own descriptor: remove() may close the box's while we wait.
@@ -312,9 +291,9 @@ class LocalProcessBackend:
                 # group id cannot have been reused: end what it left behind, as a container's
                 # processes end with its init.
                 if box.proc is not None:
-                    _killpg(box.pid)
+                    killpg(box.pid)
                 code = box.proc.wait() if box.proc is not None else None
-                box.exit = _exit_info(code)
+                box.exit = exit_info(code)
                 if box.pidfd is not None:
                     os.close(box.pidfd)
                     box.pidfd = None
@@ -327,11 +306,10 @@ class LocalProcessBackend:
     def list_managed(self, labels: Mapping[str, str]) -> list[ContainerSummary]:
         """Containers in the state folder (this instance's or an earlier one's) with every label."""
         found: list[ContainerSummary] = []
-        for state in sorted(self._state.glob(f"*/{_STATE}")):
+        for state in sorted(self._state.glob(f"*/{STATE}")):
             try:
-                data = json.loads(state.read_text())
-                box_labels = {str(k): str(v) for k, v in dict(data["labels"]).items()}
-            except (OSError, ValueError, KeyError, TypeError):
+                box_labels, _, _ = read_state(state.parent)
+            except (OSError, ValueError):
                 continue  # half-written or removed meanwhile
             if all(box_labels.get(k) == v for k, v in labels.items()):
                 found.append(ContainerSummary(ContainerRef(state.parent.name), box_labels))
@@ -374,7 +352,7 @@ class LocalProcessBackend:
                     os.close(box.pidfd)
                     box.pidfd = None
 
-    def _lookup(self, ref: ContainerRef) -> _Box:
+    def _lookup(self, ref: ContainerRef) -> Box:
         """This instance's container, or one an earlier instance left in the state folder.
 
         Raises:
@@ -387,15 +365,13 @@ class LocalProcessBackend:
                 return box
             box_dir = self._state / ref.id
             try:
-                data = json.loads((box_dir / _STATE).read_text())
-                labels = {str(k): str(v) for k, v in dict(data["labels"]).items()}
-                pid, started = data.get("pid"), data.get("started")
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+                labels, pid, started = read_state(box_dir)
+            except (OSError, ValueError) as exc:
                 raise NotFoundError(f"no such container: {ref.id}") from exc
-            box = _Box(ref.id, box_dir, labels, {}, box_dir, 0, 0, foreign=True)
-            if isinstance(pid, int) and isinstance(started, int):
+            box = Box(ref.id, box_dir, labels, {}, box_dir, 0, 0, foreign=True)
+            if pid is not None and started is not None:
                 box.pid, box.started = pid, started
-                if _start_time(pid) == started:
+                if start_time(pid) == started:
                     with contextlib.suppress(ProcessLookupError):
                         box.pidfd = os.pidfd_open(pid)
             self._boxes[ref.id] = box
@@ -428,35 +404,3 @@ def _socket_path(root: Path, spec: LaunchSpec) -> str:
     raise BackendError(
         f"create container: socket path {candidates[0]} is too long; use a shorter state_dir"
     )
-
-
-def _write_state(box: _Box) -> None:
-    data = {"labels": box.labels, "pid": box.pid, "started": box.started}
-    tmp = box.dir / f".{_STATE}.tmp"
-    tmp.write_text(json.dumps(data))
-    tmp.replace(box.dir / _STATE)
-
-
-def _start_time(pid: int | None) -> int | None:
-    """The process's start time in clock ticks since boot: with the pid, names one process."""
-    if pid is None:
-        return None
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # Fields after the command name, which may itself hold spaces and parentheses.
-    return int(stat.rpartition(")")[2].split()[19])
-
-
-def _killpg(pgid: int | None) -> None:
-    if pgid is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def _exit_info(returncode: int | None) -> ExitInfo:
-    """Exit codes as a container engine reports them: 128 + signal for a killed process."""
-    if returncode is None:
-        return ExitInfo(exit_code=-1, oom_killed=False)
-    return ExitInfo(exit_code=128 - returncode if returncode < 0 else returncode, oom_killed=False)

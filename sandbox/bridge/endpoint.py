@@ -31,6 +31,7 @@ from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.pii import Tokenizer
 from sandbox.ratelimit import TokenBucket
+from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +126,11 @@ class ToolBridge:
                 f.result()
                 if not f.exception()
                 else _frame(
-                    None, {"ok": False, "error": {"code": "internal", "message": "bridge failure"}}
+                    None,
+                    {
+                        "ok": False,
+                        "error": {"code": protocol.INTERNAL, "message": "bridge failure"},
+                    },
                 )
             )
         )
@@ -138,14 +143,14 @@ class ToolBridge:
         try:
             if len(body) > self.limits.max_args_bytes:
                 raise _Refusal(
-                    "too_large", f"call is larger than {self.limits.max_args_bytes} bytes"
+                    protocol.TOO_LARGE, f"call is larger than {self.limits.max_args_bytes} bytes"
                 )
             try:
                 req = json.loads(body)
             except ValueError:
-                raise _Refusal("bad_request", "call is not valid JSON") from None
+                raise _Refusal(protocol.BAD_REQUEST, "call is not valid JSON") from None
             if not isinstance(req, dict):
-                raise _Refusal("bad_request", "call must be a JSON object")
+                raise _Refusal(protocol.BAD_REQUEST, "call must be a JSON object")
             call_id = req.get("id") if isinstance(req.get("id"), int) else None
             token = req.get("token")
             try:
@@ -159,17 +164,19 @@ class ToolBridge:
                     reason=refusal.reason,
                     token_id=token_id(token) if isinstance(token, str) and token else None,
                 )
-                raise _Refusal("unauthorized", "invalid or expired run token") from None
+                raise _Refusal(protocol.UNAUTHORIZED, "invalid or expired run token") from None
             req_server, req_tool, args = req.get("server"), req.get("tool"), req.get("args", {})
             if not isinstance(req_server, str) or not isinstance(req_tool, str):
-                raise _Refusal("bad_request", "server and tool must be strings")
+                raise _Refusal(protocol.BAD_REQUEST, "server and tool must be strings")
             server, tool = req_server[:256], req_tool[:256]
             if not isinstance(args, dict):
-                raise _Refusal("bad_request", "args must be a JSON object")
+                raise _Refusal(protocol.BAD_REQUEST, "args must be a JSON object")
             if not allowed(ctx.allowed, server, tool):
-                raise _Refusal("forbidden", f"{server}.{tool} is not allowed in this session")
+                raise _Refusal(
+                    protocol.FORBIDDEN, f"{server}.{tool} is not allowed in this session"
+                )
             if not ctx.bucket.take():
-                raise _Refusal("rate_limited", "too many tool calls; slow down")
+                raise _Refusal(protocol.RATE_LIMITED, "too many tool calls; slow down")
             tok = ctx.tokenizer
             if tok is not None:
                 args = tok.detokenize(args)  # the upstream gets real values, the sandbox never does
@@ -182,7 +189,8 @@ class ToolBridge:
             frame = _frame(call_id, {"ok": True, "result": result})
             if len(frame) > self.limits.max_result_bytes:
                 raise _Refusal(
-                    "too_large", f"result is larger than {self.limits.max_result_bytes} bytes"
+                    protocol.TOO_LARGE,
+                    f"result is larger than {self.limits.max_result_bytes} bytes",
                 )
             return frame
         except _Refusal as r:

@@ -23,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 
 from sandbox.bridge.config import HttpServer, McpConfig, StdioServer
 from sandbox.core.loop import BackgroundLoop
+from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -181,7 +182,7 @@ class UpstreamPool:
         """
         up = self._ups.get(server)
         if up is None:
-            raise UpstreamCallError("not_found", f"no MCP server named {server!r}")
+            raise UpstreamCallError(protocol.NOT_FOUND, f"no MCP server named {server!r}")
         if not up.ready.is_set():
             # A server being (re)started gets up to 10 s to come up; the call's own timeout
             # then applies to the call.
@@ -190,10 +191,10 @@ class UpstreamPool:
         client = up.client
         if client is None:
             raise UpstreamCallError(
-                "unavailable", f"MCP server {server!r} is not available: {up.error}"
+                protocol.UNAVAILABLE, f"MCP server {server!r} is not available: {up.error}"
             )
         if tool not in up.tools:
-            raise UpstreamCallError("not_found", f"server {server!r} has no tool {tool!r}")
+            raise UpstreamCallError(protocol.NOT_FOUND, f"server {server!r} has no tool {tool!r}")
         generation = up.generation
         try:
             result = await asyncio.wait_for(
@@ -202,28 +203,31 @@ class UpstreamPool:
         except TimeoutError:
             self._restart_stdio(up, generation)
             raise UpstreamCallError(
-                "timeout", f"{server}.{tool} did not answer within {timeout_s:g} s"
+                protocol.TIMEOUT, f"{server}.{tool} did not answer within {timeout_s:g} s"
             ) from None
         except MCPError as exc:
             if "connection closed" in str(exc).lower():
                 self._restart(up, generation)
                 raise UpstreamCallError(
-                    "unavailable", f"MCP server {server!r} closed the connection; restarting it"
+                    protocol.UNAVAILABLE,
+                    f"MCP server {server!r} closed the connection; restarting it",
                 ) from None
             if "timed out" in str(exc).lower():
                 self._restart_stdio(up, generation)
                 raise UpstreamCallError(
-                    "timeout", f"{server}.{tool} did not answer within {timeout_s:g} s"
+                    protocol.TIMEOUT, f"{server}.{tool} did not answer within {timeout_s:g} s"
                 ) from None
-            raise UpstreamCallError("upstream_error", f"{server}.{tool} failed: {exc}") from None
+            raise UpstreamCallError(
+                protocol.UPSTREAM_ERROR, f"{server}.{tool} failed: {exc}"
+            ) from None
         except Exception as exc:
             self._restart(up, generation)
             raise UpstreamCallError(
-                "unavailable", f"MCP server {server!r} connection failed; restarting it"
+                protocol.UNAVAILABLE, f"MCP server {server!r} connection failed; restarting it"
             ) from exc
         if result.is_error:
             raise UpstreamCallError(
-                "upstream_error", f"{server}.{tool} failed: {_text(result.content)}"
+                protocol.UPSTREAM_ERROR, f"{server}.{tool} failed: {_text(result.content)}"
             )
         structured = result.structured_content
         if structured is not None:

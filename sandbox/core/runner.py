@@ -30,6 +30,7 @@ from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError
 from sandbox.models import Limits, RunResult
 from sandbox.pii import Tokenizer
 from sandbox.profiles import Profile
+from sandbox.runtime import protocol
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
 logger = logging.getLogger(__name__)
@@ -351,7 +352,7 @@ def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:
             {
                 "ok": False,
                 "error": {
-                    "code": "unavailable",
+                    "code": protocol.UNAVAILABLE,
                     "message": "no MCP servers are configured for this sandbox",
                 },
             },
