@@ -53,11 +53,15 @@ def test_a_session_runs_code_and_keeps_its_files(api: Api) -> None:
             sid = await new_session(c)
             r = await c.post(f"/v1/sessions/{sid}/runs", json={"code": "print(6 * 7)"})
             assert r.status_code == 200 and r.json()["stdout"] == "42\n"
-            assert (await c.put(f"/v1/sessions/{sid}/files/d/a.txt", content=b"hi")).status_code == 204
+            assert (
+                await c.put(f"/v1/sessions/{sid}/files/d/a.txt", content=b"hi")
+            ).status_code == 204
             assert (await c.get(f"/v1/sessions/{sid}/files/d/a.txt")).content == b"hi"
             listed = (await c.get(f"/v1/sessions/{sid}/files")).json()
             assert "d/a.txt" in [e["path"] for e in listed]
-            r = await c.post(f"/v1/sessions/{sid}/runs", json={"code": "print(open('d/a.txt').read())"})
+            r = await c.post(
+                f"/v1/sessions/{sid}/runs", json={"code": "print(open('d/a.txt').read())"}
+            )
             assert r.json()["stdout"] == "hi\n"
             assert (await c.delete(f"/v1/sessions/{sid}")).status_code == 204
             assert (await c.get(f"/v1/sessions/{sid}")).status_code == 404
@@ -105,7 +109,9 @@ def test_the_rate_limit_answers_429_with_retry_after(make_orc: MakeOrc) -> None:
             codes = [(await c.get("/v1/skills")).status_code for _ in range(3)]
             assert codes == [200, 200, 429]
             r = await c.get("/v1/skills")
-            assert int(r.headers["retry-after"]) >= 1 and r.json()["error"]["code"] == "rate_limited"
+            assert (
+                int(r.headers["retry-after"]) >= 1 and r.json()["error"]["code"] == "rate_limited"
+            )
 
     run(main)
 
@@ -129,10 +135,14 @@ def test_bad_bodies_get_clear_errors(api: Api) -> None:
             sid = await new_session(c)
             url = f"/v1/sessions/{sid}/runs"
             bad_json = await c.post(url, content=b"{", headers={"content-type": "application/json"})
-            assert bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "malformed_json"
+            assert (
+                bad_json.status_code == 400 and bad_json.json()["error"]["code"] == "malformed_json"
+            )
             extra = await c.post(url, json={"code": "1", "shell": True})
             assert extra.status_code == 422 and extra.json()["error"]["code"] == "invalid_request"
-            deep = await c.post(url, content=b"[" * 50_000, headers={"content-type": "application/json"})
+            deep = await c.post(
+                url, content=b"[" * 50_000, headers={"content-type": "application/json"}
+            )
             assert deep.status_code in (400, 413)
             big = await c.put(f"/v1/sessions/{sid}/files/big", content=b"x" * (65 * 1024))
             assert big.status_code == 413 and big.json()["error"]["code"] == "body_too_large"
@@ -191,7 +201,9 @@ def test_an_idempotency_key_runs_once(api: Api) -> None:
             listing = (await c.get(f"/v1/sessions/{sid}/files")).json()
             assert [e["path"] for e in listing] == ["r0"]
             other = await c.post(url, json={"code": "print(2)"}, headers=h)
-            assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_conflict"
+            assert (
+                other.status_code == 422 and other.json()["error"]["code"] == "idempotency_conflict"
+            )
 
     run(main)
 
