@@ -10,20 +10,19 @@ key's profiles, the session caps) and runs wait for a run slot, as on every othe
 
 from __future__ import annotations
 
-import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
-from sandbox.core.admission import Principal, Slot, abandon
+from sandbox.core.admission import Principal
+from sandbox.core.aio import run_admitted
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.core.session import Session
-from sandbox.exceptions import QueueFullError, SandboxError, describe
-from sandbox.models import RunResult
+from sandbox.exceptions import SandboxError, describe
 from sandbox.settings import Settings
 
 T = TypeVar("T")
@@ -106,31 +105,12 @@ def call(fn: Callable[[], T]) -> T:
         raise ToolError(f"{describe(exc)[1]}: {exc}") from None
 
 
-async def _run_admitted(
-    orc: Orchestrator, session: Session, surface: str, run: Callable[[Slot], RunResult]
-) -> RunResult:
-    """Wait for a run slot without a thread, then run in one; the slot is released by the
-    thread once the run is over, whatever happens to the MCP request."""
-    admission = orc.admission
-    fut = call(lambda: admission.request_slot(session.principal, surface=surface))
+async def _admitted(work: Awaitable[T]) -> T:
+    """Await a core call, turning our errors into MCP tool errors with their stable code."""
     try:
-        slot = await asyncio.wait_for(
-            asyncio.wrap_future(fut), timeout=admission.rules.run_queue_wait_s
-        )
-    except TimeoutError:
-        abandon(fut)
-        raise ToolError(f"queue_full: {QueueFullError('no run slot came free in time')}") from None
-    except BaseException:
-        abandon(fut)
-        raise
-
-    def work() -> RunResult:
-        try:
-            return call(lambda: run(slot))
-        finally:
-            slot.release()
-
-    return await anyio.to_thread.run_sync(work)
+        return await work
+    except SandboxError as exc:
+        raise ToolError(f"{describe(exc)[1]}: {exc}") from None
 
 
 def build_mcp_server(
@@ -153,8 +133,13 @@ def build_mcp_server(
         duration_s and the flags timed_out, oom_killed, output_truncated. Files written to
         /workspace stay for later calls in this conversation."""
         s, surface = await anyio.to_thread.run_sync(sessions.get, ctx)
-        result = await _run_admitted(
-            get_orc(), s, surface, lambda slot: s.run(code, timeout=timeout, slot=slot)
+        result = await _admitted(
+            run_admitted(
+                get_orc(),
+                s.principal,
+                surface,
+                lambda slot: s.run(code, timeout=timeout, slot=slot),
+            )
         )
         return result.model_dump(exclude={"exec_id"})
 

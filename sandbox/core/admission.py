@@ -230,20 +230,24 @@ class Admission:
             self._refused(principal, surface, "queue_full")
             raise
 
-    @contextlib.contextmanager
-    def run_slot(self, principal: Principal, *, surface: str, timeout: float) -> Iterator[Slot]:
-        """Hold a run slot for the block, waiting at most `timeout` seconds for it.
+    def acquire(self, principal: Principal, *, surface: str, timeout: float) -> Slot:
+        """A held run slot, waiting at most `timeout` seconds for it (this thread blocks).
 
         Raises:
             QueueFullError: the queue is full, or no slot came free in time.
         """
         fut = self.request_slot(principal, surface=surface)
         try:
-            slot = fut.result(timeout)
+            return fut.result(timeout)
         except (FutureTimeout, CancelledError):
             abandon(fut)
             self._refused(principal, surface, "queue_timeout")
             raise QueueFullError("no run slot came free in time", retry_after=1.0) from None
+
+    @contextlib.contextmanager
+    def run_slot(self, principal: Principal, *, surface: str, timeout: float) -> Iterator[Slot]:
+        """Hold a run slot for the block (see `acquire`)."""
+        slot = self.acquire(principal, surface=surface, timeout=timeout)
         try:
             yield slot
         finally:

@@ -85,68 +85,87 @@ class Runner:
         env: dict[str, str],
         on_output: Callable[[str, str], None] | None,
         run_start: dict[str, object],
+        on_removed: Callable[[], None] = lambda: None,
     ) -> RunResult:
         """Run `code` in the waiting (or a new) container; `run_start` joins its audit record.
+        `on_removed` is called exactly once, when the run's container is gone (or none was had):
+        a run slot is held until then, whoever stopped waiting for the result.
 
         Raises:
             AuditError: the start of the run could not be recorded (nothing ran).
             BackendError: the engine failed to provide a container.
         """
         with self._lock:
-            warm = self._take_warm()
-            bridge = self._parts.bridge
-            # The box learns the tool-argument cap from the run frame; the host enforces it too.
-            max_call_bytes = bridge.limits.max_args_bytes if bridge else _NO_TOOLS_CALL_BYTES
-            unended: str | None = None  # a run_start with no run_end yet
             try:
-                for attempt in (1, 2):
-                    # Fail closed: no code runs unless its start is on the record.
-                    self._audit("run_start", warm.exec_id, timeout=timeout, **run_start)
-                    unended = warm.exec_id
-                    # The token exists from here on; the waiting container never held one.
-                    token = (
-                        bridge.tokens.mint(self._box.session_id, warm.exec_id, timeout + 5)
-                        if bridge
-                        else ""
-                    )
-                    started = time.monotonic()
-                    try:
-                        warm.channel.deliver(
-                            code, env, policy.WORKSPACE, token, max_call_bytes=max_call_bytes
-                        )
-                        break
-                    except ContainerStartError:
-                        if attempt == 2:
-                            raise
-                        # The waiting container died (reaped, engine restart): one cold retry.
-                        self._audit(
-                            "run_end", warm.exec_id, outcome="not_started", reason="container_gone"
-                        )
-                        unended = None
-                        if bridge:
-                            bridge.tokens.revoke(warm.exec_id)
-                        self._discard(warm)
-                        warm = self._prepare()
-                result = self._finish(warm, started, started + timeout, on_output)
-                self._audit(
-                    "run_end",
-                    warm.exec_id,
-                    outcome=result.outcome,
-                    exit_code=result.exit_code,
-                    duration_s=round(result.duration_s, 6),
-                    timed_out=result.timed_out,
-                    oom_killed=result.oom_killed,
-                    output_truncated=result.output_truncated,
+                warm = self._take_warm()
+            except BaseException:
+                on_removed()  # no container was had
+                raise
+            return self._run_on(warm, code, timeout, env, on_output, run_start, on_removed)
+
+    def _run_on(
+        self,
+        warm: _Warm,
+        code: str,
+        timeout: float,
+        env: dict[str, str],
+        on_output: Callable[[str, str], None] | None,
+        run_start: dict[str, object],
+        on_removed: Callable[[], None],
+    ) -> RunResult:
+        bridge = self._parts.bridge
+        # The box learns the tool-argument cap from the run frame; the host enforces it too.
+        max_call_bytes = bridge.limits.max_args_bytes if bridge else _NO_TOOLS_CALL_BYTES
+        unended: str | None = None  # a run_start with no run_end yet
+        try:
+            for attempt in (1, 2):
+                # Fail closed: no code runs unless its start is on the record.
+                self._audit("run_start", warm.exec_id, timeout=timeout, **run_start)
+                unended = warm.exec_id
+                # The token exists from here on; the waiting container never held one.
+                token = (
+                    bridge.tokens.mint(self._box.session_id, warm.exec_id, timeout + 5)
+                    if bridge
+                    else ""
                 )
-                unended = None
-                return result
-            finally:
-                if unended is not None:
-                    with contextlib.suppress(AuditError):
-                        self._audit("run_end", unended, outcome="failed")
-                if bridge:
-                    bridge.tokens.revoke(warm.exec_id)
-                self._cleanups.append(self._parts.pool.submit(self._discard, warm))
+                started = time.monotonic()
+                try:
+                    warm.channel.deliver(
+                        code, env, policy.WORKSPACE, token, max_call_bytes=max_call_bytes
+                    )
+                    break
+                except ContainerStartError:
+                    if attempt == 2:
+                        raise
+                    # The waiting container died (reaped, engine restart): one cold retry.
+                    self._audit(
+                        "run_end", warm.exec_id, outcome="not_started", reason="container_gone"
+                    )
+                    unended = None
+                    if bridge:
+                        bridge.tokens.revoke(warm.exec_id)
+                    self._discard(warm)
+                    warm = self._prepare()
+            result = self._finish(warm, started, started + timeout, on_output)
+            self._audit(
+                "run_end",
+                warm.exec_id,
+                outcome=result.outcome,
+                exit_code=result.exit_code,
+                duration_s=round(result.duration_s, 6),
+                timed_out=result.timed_out,
+                oom_killed=result.oom_killed,
+                output_truncated=result.output_truncated,
+            )
+            unended = None
+            return result
+        finally:
+            if unended is not None:
+                with contextlib.suppress(AuditError):
+                    self._audit("run_end", unended, outcome="failed")
+            if bridge:
+                bridge.tokens.revoke(warm.exec_id)
+            self._remove_later(warm, on_removed)
 
     def _audit(self, event: str, exec_id: str, **fields: object) -> None:
         self._parts.audit.record(
@@ -228,6 +247,17 @@ class Runner:
         if egress is not None:
             with contextlib.suppress(Exception):
                 self._parts.loop.run(egress.stop(), 10)
+
+    def _remove_later(self, warm: _Warm, on_removed: Callable[[], None]) -> None:
+        """Remove the run's container off the hot path, then call `on_removed`."""
+        try:
+            fut = self._parts.pool.submit(self._discard, warm)
+        except RuntimeError:  # the pool is shut down: the controller is closing
+            self._discard(warm)
+            on_removed()
+            return
+        fut.add_done_callback(lambda _: on_removed())
+        self._cleanups.append(fut)
 
     def _discard(self, warm: _Warm) -> None:
         self._stop_egress(warm.egress)

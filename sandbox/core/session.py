@@ -107,7 +107,8 @@ class Session:
         Timeouts, OOM kills and output floods are reported on the result, not raised.
         `on_output(stream, text)` receives output while the run goes, line by line (PII
         tokenized like the result), from the calling thread. A surface that already waited
-        for a run slot passes it as `slot`; otherwise the run waits for one here.
+        for a run slot hands it over as `slot` (it is released once the run's container is
+        gone, or at once if the run is refused); otherwise the run waits for one here.
 
         Raises:
             InvalidInputError: code, timeout or env are malformed or too large.
@@ -116,16 +117,22 @@ class Session:
             SessionClosedError: the session is closed.
             BackendError: the engine failed to provide a container.
         """
-        mode = self.profile.static_analysis
-        findings = analyze(code) if mode != "off" and isinstance(code, str) else []
-        if findings and mode == "block":
-            self._violation(sorted({f.rule for f in findings}))
-            raise PolicyViolationError(
-                "refused by static analysis: "
-                + "; ".join(f"line {f.line}: {f.message}" for f in findings),
-                list(findings),
-            )
-        result = self._execute(code, timeout, env, on_output, "code", findings, slot)
+        try:
+            checked = self._check_run_args(code, timeout, env)
+            mode = self.profile.static_analysis
+            findings = analyze(code) if mode != "off" else []
+            if findings and mode == "block":
+                self._violation(sorted({f.rule for f in findings}))
+                raise PolicyViolationError(
+                    "refused by static analysis: "
+                    + "; ".join(f"line {f.line}: {f.message}" for f in findings),
+                    list(findings),
+                )
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        result = self._admitted(code, checked, env, on_output, "code", findings, slot)
         return result.model_copy(update={"findings": findings}) if findings else result
 
     def run_command(
@@ -145,14 +152,21 @@ class Session:
             PolicyViolationError: shell syntax, or a command the profile does not allow.
             InvalidInputError, QueueFullError, SessionClosedError, BackendError: as for `run`.
         """
-        argv = checked_argv(command)
-        base = argv[0].rsplit("/", 1)[-1]
-        if base not in self.profile.commands:
-            self._violation(["command_not_allowed"], command=base[:64])
-            raise PolicyViolationError(
-                f"command {base!r:.64} is not allowed in profile {self.profile.name!r}"
-            )
-        return self._execute(command_code(argv), timeout, env, None, "command", [], slot)
+        try:
+            argv = checked_argv(command)
+            base = argv[0].rsplit("/", 1)[-1]
+            if base not in self.profile.commands:
+                self._violation(["command_not_allowed"], command=base[:64])
+                raise PolicyViolationError(
+                    f"command {base!r:.64} is not allowed in profile {self.profile.name!r}"
+                )
+            code = command_code(argv)
+            checked = self._check_run_args(code, timeout, env)
+        except BaseException:
+            if slot is not None:
+                slot.release()
+            raise
+        return self._admitted(code, checked, env, None, "command", [], slot)
 
     def stream(
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
@@ -182,18 +196,25 @@ class Session:
             if isinstance(item, RunResult):
                 return
 
-    def _execute(
+    def _admitted(
         self,
         code: str,
-        timeout: float | None,
+        timeout: float,
         env: dict[str, str] | None,
         on_output: Callable[[str, str], None] | None,
         mode: str,
         findings: list[AnalysisFinding],
         slot: Slot | None,
     ) -> RunResult:
-        checked_timeout = self._check_run_args(code, timeout, env)
-        self._ensure_open()
+        """Run with a slot held until the run's container is gone."""
+        admission = self._parts.admission
+        if slot is None:
+            slot = admission.acquire(
+                self.principal, surface=self.surface, timeout=admission.rules.run_queue_wait_s
+            )
+        elif not slot.held or slot.key_id != self.principal.key_id:
+            slot.release()
+            raise InvalidInputError("that run slot is not held for this session's key")
         run_start: dict[str, object] = {
             "mode": mode,
             "profile": self.profile.name,
@@ -203,18 +224,15 @@ class Session:
             "pids": self.limits.pids,
             "runtime": self.profile.runtime,
         }
-        admission = self._parts.admission
         try:
-            if slot is None:
-                wait_s = admission.rules.run_queue_wait_s
-                with admission.run_slot(self.principal, surface=self.surface, timeout=wait_s):
-                    self._ensure_open()
-                    return self._runner.execute(
-                        code, checked_timeout, env or {}, on_output, run_start
-                    )
-            if not slot.held or slot.key_id != self.principal.key_id:
-                raise InvalidInputError("that run slot is not held for this session's key")
-            return self._runner.execute(code, checked_timeout, env or {}, on_output, run_start)
+            self._ensure_open()
+        except BaseException:
+            slot.release()
+            raise
+        try:
+            return self._runner.execute(
+                code, timeout, env or {}, on_output, run_start, on_removed=slot.release
+            )
         finally:
             self.last_used = time.monotonic()
 

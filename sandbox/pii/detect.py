@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import functools
 import re
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ class Finding:
 
 
 class Detector:
-    """A compiled set of recognizers. Thread-safe after construction."""
+    """A compiled set of recognizers. Thread-safe after construction: each thread scans with
+    its own Hyperscan scratch."""
 
     def __init__(
         self,
@@ -68,6 +70,10 @@ class Detector:
                 ids=list(range(len(recs))),
                 flags=[hyperscan.HS_FLAG_CASELESS if r.caseless else 0 for r in recs],
             )
+            # A scan needs scratch space no other scan uses at the same time: one per thread,
+            # cloned from this one (the database's own would be shared by every tenant).
+            self._scratch = hyperscan.Scratch(self._db)
+            self._local = threading.local()
         else:
             self._anchors = [
                 re.compile(r.anchor, re.ASCII | (re.IGNORECASE if r.caseless else 0)) for r in recs
@@ -99,7 +105,10 @@ class Detector:
         def on_match(pid: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             ends[pid].append(end)
 
-        self._db.scan(data, match_event_handler=on_match)
+        scratch = getattr(self._local, "scratch", None)
+        if scratch is None:
+            scratch = self._local.scratch = self._scratch.clone()
+        self._db.scan(data, match_event_handler=on_match, scratch=scratch)
         if len(data) != len(text):
             _bytes_to_chars(data, ends)
         return ends

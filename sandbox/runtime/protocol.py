@@ -6,7 +6,8 @@ Everything goes over one Unix socket, which the controller bind-mounts at /run/s
   2. on control, the controller sends
      b"RUN <code_len> <env_len> <cwd_len> <token_len> <options_len>\\n"
      + code + env + cwd + token + options (all UTF-8): env is NUL-separated KEY=VALUE items,
-     options a JSON object of the limits the runtime applies itself (`max_call_bytes`: the
+     options the limits the runtime applies itself as ASCII `name=integer` pairs joined by
+     commas (no JSON: the waiting runtime must not pay for importing it) (`max_call_bytes`: the
      largest CALL body the controller accepts); the token exists only from here on, a waiting
      container has none;
   3. the code runs in the runtime's process with fd 1 and 2 on the stdout and stderr
@@ -27,8 +28,6 @@ Stdlib only: this file is copied into the image beside sbxrt.py.
 """
 
 from __future__ import annotations
-
-import json
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -112,7 +111,7 @@ def encode_run(
         "\0".join(f"{k}={v}" for k, v in env.items()).encode("utf-8"),
         cwd.encode("utf-8"),
         token.encode("ascii"),
-        json.dumps(dict(options), separators=(",", ":")).encode(),
+        _encode_options(options),
     )
     if len(parts[4]) > MAX_OPTIONS_BYTES:
         raise ProtocolError(f"run options are larger than {MAX_OPTIONS_BYTES} bytes")
@@ -151,23 +150,32 @@ def decode_env(raw: bytes) -> dict[str, str]:
     return {key: value for key, value in items}
 
 
+def _encode_options(options: Mapping[str, int]) -> bytes:
+    for name, value in options.items():
+        if not _is_option_name(name) or type(value) is not int or value < 0:
+            raise ProtocolError("run options are names of [a-z_] with non-negative integers")
+    return ",".join(f"{k}={v}" for k, v in options.items()).encode("ascii")
+
+
 def decode_options(raw: bytes) -> dict[str, int]:
-    """The options section of a RUN frame: a JSON object of non-negative integers.
+    """The options section of a RUN frame: `name=integer` pairs joined by commas.
 
     Raises:
-        ProtocolError: oversized, not JSON, or not such an object.
+        ProtocolError: oversized or malformed.
     """
     if len(raw) > MAX_OPTIONS_BYTES:
         raise ProtocolError(f"run options are larger than {MAX_OPTIONS_BYTES} bytes")
-    try:
-        options = json.loads(raw) if raw else {}
-    except ValueError:
-        raise ProtocolError("run options are not JSON") from None
-    if not isinstance(options, dict) or not all(
-        type(v) is int and v >= 0 for v in options.values()
-    ):
-        raise ProtocolError("run options must be a JSON object of non-negative integers")
+    options: dict[str, int] = {}
+    for item in raw.split(b",") if raw else []:
+        name, _, value = item.partition(b"=")
+        if not (name.isascii() and _is_option_name(name.decode()) and _is_count(value, 19)):
+            raise ProtocolError("malformed run options")
+        options[name.decode()] = int(value)
     return options
+
+
+def _is_option_name(name: str) -> bool:
+    return 0 < len(name) <= 32 and all(c == "_" or "a" <= c <= "z" for c in name)
 
 
 def encode_call(body: bytes) -> bytes:
@@ -197,7 +205,9 @@ def parse_control_line(line: bytes) -> tuple[bytes, int]:
 
 
 def encode_response(call_id: object, payload: Mapping[str, object]) -> bytes:
-    """A RESP frame: the reply to one tool call, its `id` echoed."""
+    """A RESP frame: the reply to one tool call, its `id` echoed (host side)."""
+    import json  # not at the top: the waiting runtime must not pay for it
+
     body = json.dumps({"id": call_id, **payload}, default=str).encode()
     return b"%s %d\n" % (RESP, len(body)) + body
 

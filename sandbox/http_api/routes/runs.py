@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
-from sandbox.core.admission import Principal, Slot, abandon
-from sandbox.exceptions import QueueFullError, SandboxError, describe
+from sandbox.core.admission import Principal, Slot
+from sandbox.core.aio import run_admitted, run_with, wait_slot
+from sandbox.exceptions import SandboxError, describe
 from sandbox.http_api.deps import Caller, State, owned
 from sandbox.http_api.schemas import CommandRequest, RunRequest
 from sandbox.http_api.state import AppState
@@ -25,44 +25,16 @@ from sandbox.models import RunResult
 router = APIRouter(prefix="/v1/sessions/{sid}", tags=["runs"])
 
 
-async def wait_slot(state: AppState, key: Principal, surface: str) -> Slot:
-    """Raises QueueFullError: the queue is full, or no slot came free in time."""
-    admission = state.orc().admission
-    fut = admission.request_slot(key, surface=surface)
-    try:
-        return await asyncio.wait_for(
-            asyncio.wrap_future(fut), timeout=admission.rules.run_queue_wait_s
-        )
-    except TimeoutError:
-        abandon(fut)
-        admission.refused(key, surface, "queue_timeout")
-        raise QueueFullError("no run slot came free in time", retry_after=1.0) from None
-    except BaseException:
-        abandon(fut)
-        raise
-
-
-async def run_with_slot(
-    state: AppState, key: Principal, surface: str, run: Callable[[Slot], RunResult]
-) -> RunResult:
-    slot = await wait_slot(state, key, surface)
-
-    def work() -> RunResult:
-        try:
-            return run(slot)
-        finally:
-            slot.release()
-
-    return await run_in_threadpool(work)
-
-
 @router.post("/runs", response_model=RunResult)
 async def run(sid: str, body: RunRequest, request: Request, key: Caller, state: State) -> RunResult:
     s = owned(state, key, sid)
 
     async def attempt() -> RunResult:
-        return await run_with_slot(
-            state, key, "rest", lambda slot: s.run(body.code, body.timeout, body.env, slot=slot)
+        return await run_admitted(
+            state.orc(),
+            key,
+            "rest",
+            lambda slot: s.run(body.code, body.timeout, body.env, slot=slot),
         )
 
     return await _once(request, state, key, sid, body.model_dump_json().encode(), attempt)
@@ -75,8 +47,8 @@ async def run_command(
     s = owned(state, key, sid)
 
     async def attempt() -> RunResult:
-        return await run_with_slot(
-            state,
+        return await run_admitted(
+            state.orc(),
             key,
             "rest",
             lambda slot: s.run_command(body.command, body.timeout, body.env, slot=slot),
@@ -102,21 +74,18 @@ async def _once(
 @router.post("/runs/stream")
 async def run_stream(sid: str, body: RunRequest, key: Caller, state: State) -> StreamingResponse:
     s = owned(state, key, sid)
-    slot = await wait_slot(state, key, "sse")
+    slot = await wait_slot(state.orc(), key, "sse")  # refused before the stream starts
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
 
     def on_output(stream: str, text: str) -> None:
         loop.call_soon_threadsafe(events.put_nowait, (stream, text))
 
-    def work() -> RunResult:
-        try:
-            return s.run(body.code, body.timeout, body.env, on_output, slot=slot)
-        finally:
-            slot.release()
+    def work(held: Slot) -> RunResult:
+        return s.run(body.code, body.timeout, body.env, on_output, slot=held)
 
     # Started now, not when the client reads: the run and its slot do not depend on the client.
-    task = asyncio.ensure_future(run_in_threadpool(work))
+    task = asyncio.ensure_future(run_with(slot, work))
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[str]:

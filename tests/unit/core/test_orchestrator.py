@@ -175,6 +175,7 @@ def test_run_slots_apply_to_embedded_runs(make_orc: MakeOrc) -> None:
             b.run("print(1)")
         a.upload("go", b"")
         t.join(30)
+        a.settle()  # the slot is free once a's container is gone
         assert b.run("print(2)").stdout == "2\n"
 
 
@@ -202,3 +203,35 @@ def test_skills_persist_for_the_owner_and_are_read_only_inside(local_orc: Orches
         assert "etl/clean.py" in [e.path for e in s.list_skills()]
     assert local_orc.skills("alice").read("etl/clean.py").startswith(b"def clean")
     assert local_orc.skills("bob").list() == []
+
+
+def test_a_run_slot_is_held_until_the_container_is_gone(make_orc: MakeOrc) -> None:
+    orc = make_orc(warm=False)
+    gate = threading.Event()
+    remove = orc.backend.remove
+
+    def slow_remove(ref: object) -> None:
+        gate.wait(10)
+        remove(ref)  # type: ignore[arg-type]
+
+    orc.backend.remove = slow_remove  # type: ignore[method-assign]
+    with orc.session(owner="alice") as s:
+        assert s.run("print(1)").stdout == "1\n"
+        assert orc.admission.slots.in_use() == 1  # the result is back, the container is not gone
+        gate.set()
+        s.settle()
+        assert orc.admission.slots.in_use() == 0
+
+
+def test_a_refused_run_gives_its_slot_back(local_orc: Orchestrator) -> None:
+    admission = local_orc.admission
+    with local_orc.session(owner="alice") as s:
+        for bad in ({"code": "print(1)", "timeout": -1}, {"code": "x\x00"}):
+            slot = admission.acquire(s.principal, surface="rest", timeout=1)
+            with pytest.raises(InvalidInputError):
+                s.run(**bad, slot=slot)  # type: ignore[arg-type]
+            assert not slot.held
+        stranger = admission.acquire(admission.local("mallory"), surface="rest", timeout=1)
+        with pytest.raises(InvalidInputError):
+            s.run("print(1)", slot=stranger)  # another key's slot is refused, and given back
+        assert admission.slots.in_use() == 0

@@ -183,6 +183,8 @@ def test_a_streamed_run_sends_output_then_the_result(api: Api) -> None:
             kinds = [k for k, _ in events]
             assert kinds[-1] == "result" and set(kinds[:-1]) == {"stdout"}
             assert "".join(d for k, d in events if k == "stdout") == "a\nb\n"
+            for s in api.orc.sessions():
+                s.settle()  # the run's slot is free once its container is gone
             assert api.orc.admission.slots.in_use() == 0
 
     run(main)

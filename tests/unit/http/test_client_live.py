@@ -4,6 +4,7 @@ remote sessions do what the embedded one does."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -54,6 +55,10 @@ def test_the_async_client_streams_and_maps_refusals(served: tuple[str, str, Serv
             async for event in s.stream("import time\nprint('a', flush=True)\ntime.sleep(0.3)"):
                 first = first or event
             assert isinstance(first, OutputEvent) and first.text == "a\n"
+            for _ in range(400):  # bounded: the slot is free once that run's container is gone
+                if server.orc.admission.slots.in_use() == 0:
+                    break
+                await asyncio.sleep(0.01)
             # While a run holds the key's only slot, a second is refused with a typed error.
             holder = asyncio.ensure_future(s.run("import time; time.sleep(1.5)"))
             for _ in range(300):  # bounded: until the first run holds the slot
@@ -68,3 +73,28 @@ def test_the_async_client_streams_and_maps_refusals(served: tuple[str, str, Serv
             await s.aclose()
 
     asyncio.run(main())
+
+
+def test_a_dropped_stream_keeps_its_slot_until_the_run_is_over(
+    served: tuple[str, str, Server],
+) -> None:
+    url, key, server = served
+    slots = server.orc.admission.slots
+    with Client(url, key) as client, client.session() as s:
+        code = (
+            "import os, time\nprint('go', flush=True)\n"
+            "for _ in range(400):\n    time.sleep(0.025)\n    if os.path.exists('stop'): break"
+        )
+        events = s.stream(code)
+        assert isinstance(next(events), OutputEvent)
+        events.close()  # the client hangs up mid-run
+        assert slots.in_use() == 1  # the run goes on and keeps the key's only slot
+        with pytest.raises(QueueFullError):
+            s.run("print(1)")
+        s.upload("stop", b"")
+        for _ in range(400):  # bounded: until the run is over and its container gone
+            if slots.in_use() == 0:
+                break
+            threading.Event().wait(0.025)
+        assert slots.in_use() == 0
+        assert s.run("print(2)").stdout == "2\n"

@@ -240,3 +240,34 @@ def test_the_image_tag_changes_with_the_dockerfile_but_not_with_caches(
     assert image_tag(runtime, dockerfile) == before
     dockerfile.write_text(dockerfile.read_text() + "# changed\n")
     assert image_tag(runtime, dockerfile) != before
+
+
+def test_run_options_round_trip_and_malformed_ones_are_refused() -> None:
+    from sandbox.runtime import protocol as p
+
+    frame = p.encode_run("x", {}, "/w", "t", {"max_call_bytes": 4096, "other_cap": 0})
+    options_raw = frame.split(b"\n", 1)[1][len(b"x/wt") :]
+    assert p.decode_options(options_raw) == {"max_call_bytes": 4096, "other_cap": 0}
+    assert p.decode_options(b"") == {}
+    for bad in (b"a=-1", b"A=1", b"a=1,,b=2", b'{"a": 1}', b"a=1e3", b"a=\xd9\xa1"):
+        with pytest.raises(p.ProtocolError):
+            p.decode_options(bad)
+    with pytest.raises(p.ProtocolError):
+        p.encode_run("x", {}, "/w", "t", {"Bad": 1})
+
+
+def test_the_waiting_runtime_does_not_import_json() -> None:
+    # json (and the re it pulls in) would cost every waiting container memory (bench_runs).
+    import subprocess
+    from pathlib import Path
+
+    runtime = Path(__file__).parents[3] / "sandbox" / "runtime" / "sbxrt.py"
+    probe = (
+        "import sys\nbefore = set(sys.modules)\nimport runpy\n"
+        f"runpy.run_path({str(runtime)!r}, run_name='sbxrt_probe')\n"
+        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('json', 're')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
