@@ -87,6 +87,49 @@ def _files(path: Path) -> list[Path]:
     return [*rotated, *([path] if path.exists() else [])]
 
 
+_TAIL_WINDOW = 1 << 20
+_MAX_STRING = 1024
+_MAX_ITEMS = 64
+_MAX_KEY = 64
+_MAX_DEPTH = 4
+
+
+def _bounded(value: Any, depth: int) -> Any:
+    """`value` with strings, lists, mappings and nesting cut to fixed bounds."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, str):
+        if len(value) <= _MAX_STRING:
+            return value
+        return value[:_MAX_STRING] + f"...[{len(value) - _MAX_STRING} more]"
+    if depth >= _MAX_DEPTH:
+        return "[nested too deep]"
+    if isinstance(value, dict):
+        items = list(value.items())
+        out = {str(k)[:_MAX_KEY]: _bounded(v, depth + 1) for k, v in items[:_MAX_ITEMS]}
+        if len(items) > _MAX_ITEMS:
+            out["..."] = f"{len(items) - _MAX_ITEMS} more"
+        return out
+    if isinstance(value, list | tuple | set | frozenset):
+        seq = list(value)
+        kept = [_bounded(v, depth + 1) for v in seq[:_MAX_ITEMS]]
+        if len(seq) > _MAX_ITEMS:
+            kept.append(f"...[{len(seq) - _MAX_ITEMS} more]")
+        return kept
+    return _bounded(str(value), depth)
+
+
+def _parse(line: bytes) -> dict[str, Any] | None:
+    """A record, or None for a line that is not one (corrupt, torn, edited)."""
+    try:
+        rec = json.loads(line)
+        int(rec["seq"])
+        str(rec["mac"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
 class AuditLog:
     def __init__(self, path: Path, keys: AuditKeys, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.path, self._keys, self._max_bytes = path, keys, max_bytes
@@ -115,8 +158,10 @@ class AuditLog:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _sync_tail(self, size: int) -> None:
-        """Read where the chain stands (another writer may have appended); cut a torn line."""
-        tail = os.pread(self._fd, min(size, 1 << 20), max(0, size - (1 << 20)))
+        """Read where the chain stands (another writer may have appended); cut a torn line,
+        and step over a last record that does not parse (both noted in a `recovered` event)."""
+        start = max(0, size - _TAIL_WINDOW)
+        tail = os.pread(self._fd, size - start, start)
         torn = b""
         if tail and not tail.endswith(b"\n"):
             cut = tail.rfind(b"\n") + 1
@@ -124,24 +169,33 @@ class AuditLog:
             tail = tail[:cut]
             os.ftruncate(self._fd, size - len(torn))
         lines = tail.splitlines()
-        if lines:
-            last = json.loads(lines[-1])
-            self._seq, self._last_mac = int(last["seq"]), str(last["mac"])
-        elif size == 0:
-            self._seq, self._last_mac = self._chain_from_rotated()
+        if start > 0 and lines:
+            lines = lines[1:]  # the window began inside a line
+        bad = 0
+        for line in reversed(lines):
+            last = _parse(line)
+            if last is not None:
+                self._seq, self._last_mac = int(last["seq"]), str(last["mac"])
+                break
+            bad += 1
+        else:
+            if size == 0 or not lines:
+                self._seq, self._last_mac = self._chain_from_rotated()
         self._size = os.fstat(self._fd).st_size
-        if torn:
-            self._append(
-                "recovered",
-                {"torn_bytes": len(torn), "torn_sha256": hashlib.sha256(torn).hexdigest()},
-            )
+        if torn or bad:
+            details: dict[str, Any] = {}
+            if torn:
+                details.update(torn_bytes=len(torn), torn_sha256=hashlib.sha256(torn).hexdigest())
+            if bad:
+                details["unreadable_records"] = bad
+            self._append("recovered", details)
 
     def _chain_from_rotated(self) -> tuple[int, str]:
         for older in reversed(_files(self.path)[:-1] if self.path.exists() else _files(self.path)):
-            lines = older.read_bytes().splitlines()
-            if lines:
-                last = json.loads(lines[-1])
-                return int(last["seq"]), str(last["mac"])
+            for line in reversed(older.read_bytes().splitlines()):
+                last = _parse(line)
+                if last is not None:
+                    return int(last["seq"]), str(last["mac"])
         return 0, ""
 
     def record(self, event: str, **fields: Any) -> None:
@@ -158,11 +212,14 @@ class AuditLog:
 
     def _append(self, event: str, fields: dict[str, Any]) -> None:
         kid = self._keys.current
+        # Whatever a caller (or an attacker through a caller) puts in a record is bounded, so
+        # no record can grow the trail, or a reader's buffer, without limit.
+        bounded = {str(k)[:_MAX_KEY]: _bounded(v, 0) for k, v in list(fields.items())[:_MAX_ITEMS]}
         rec: dict[str, Any] = {
             "seq": self._seq + 1,
             "ts": round(time.time(), 6),
-            "event": event,
-            **fields,
+            "event": str(event)[:_MAX_KEY],
+            **bounded,
             "kid": kid,
             "prev": self._last_mac,
         }
@@ -211,7 +268,9 @@ class AuditLog:
         with self._locked():
             data = os.pread(self._fd, self._size, 0) if self._size > 0 else b""
         for line in data.splitlines():
-            rec = json.loads(line)
+            rec = _parse(line)
+            if rec is None:
+                continue  # an unreadable record; the verifier names it
             if rec.get("event") == "run_start" and rec.get("controller") == controller:
                 open_runs[rec["exec_id"]] = rec
             elif rec.get("event") == "run_end":
@@ -219,12 +278,9 @@ class AuditLog:
         return list(open_runs.values())
 
     def read(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(line)
-            for p in _files(self.path)
-            for line in p.read_bytes().splitlines()
-            if line
-        ]
+        """Every readable record, oldest first (unreadable ones are skipped: `verify` names them)."""
+        records = (_parse(line) for p in _files(self.path) for line in p.read_bytes().splitlines())
+        return [r for r in records if r is not None]
 
     def close(self) -> None:
         with self._lock:

@@ -53,6 +53,38 @@ class Collected:
     exit_code: int | None
     timed_out: bool
     truncated: bool
+    cut: str | None = None
+    """Why the run was cut off (a per-run bound broken), if it was."""
+
+
+class _ByteRate:
+    """At most `limit` bytes in any one-second window (None: no limit)."""
+
+    def __init__(self, limit: int | None) -> None:
+        self._limit, self._start, self._used = limit, time.monotonic(), 0
+
+    def take(self, n: int) -> bool:
+        if self._limit is None:
+            return True
+        now = time.monotonic()
+        if now - self._start >= 1.0:
+            self._start, self._used = now, 0
+        self._used += n
+        return self._used <= self._limit
+
+
+@dataclass
+class _Collecting:
+    """What `collect` has gathered so far."""
+
+    bufs: dict[socket.socket, bytearray]
+    parser: _ControlParser
+    rate: _ByteRate
+    truncated: bool = False
+    exit_code: int | None = None
+    timed_out: bool = False
+    ctl_open: bool = True
+    cut: str | None = None
 
 
 class RunChannel:
@@ -158,84 +190,107 @@ class RunChannel:
         on_call: CallHandler,
         max_call_bytes: int | None = None,
         on_output: Callable[[str, bytes], None] | None = None,
+        *,
+        stop: Callable[[], str | None] | None = None,
+        max_control_bytes_per_s: int | None = None,
     ) -> Collected:
         """Read output and serve tool calls until the runtime reports an exit, the container
-        dies or the deadline passes.
+        dies, the deadline passes, or the run is cut off.
 
         Each stream keeps at most `cap` bytes; the rest is read and dropped, so a flood costs
         the host no memory and the code keeps running as it would have. A malformed control
         frame, or a call body over `max_call_bytes` (default: the cap given to `deliver`),
         closes the control stream (the run can then only end by exiting or by the deadline).
+        The run is cut off (`Collected.cut` says why; the caller kills the box) when `stop()`
+        names a reason, or when more than `max_control_bytes_per_s` arrive on control in a
+        second.
         """
         ctl, out, err = self._streams()
-        bufs = {out: bytearray(), err: bytearray()}
-        truncated = False
+        state = _Collecting(
+            {out: bytearray(), err: bytearray()},
+            _ControlParser(self._max_call_bytes if max_call_bytes is None else max_call_bytes),
+            _ByteRate(max_control_bytes_per_s),
+        )
         scratch = bytearray(_CHUNK)
-        view = memoryview(scratch)
-        parser = _ControlParser(self._max_call_bytes if max_call_bytes is None else max_call_bytes)
-        exit_code: int | None = None
-        ctl_open = True
-        timed_out = False
         with selectors.DefaultSelector() as sel:
             for sock in (ctl, out, err, self._wake_r):
                 sel.register(sock, selectors.EVENT_READ)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    timed_out = True
+                    state.timed_out = True
                     break
                 for key, events in sel.select(remaining):
                     sock = cast(socket.socket, key.fileobj)
                     if sock is self._wake_r:
                         with contextlib.suppress(BlockingIOError):
                             sock.recv(4096)
-                        continue
-                    if not events & selectors.EVENT_READ:
-                        continue  # ctl is writable: the outbox is flushed below
-                    try:
-                        n = sock.recv_into(scratch)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        n = 0
-                    if sock is ctl:
-                        frames = parser.feed(view[:n]) if n else None
-                        if frames is None:
-                            # Closed or malformed: hang up, so the runtime cannot wait on us.
-                            sel.unregister(sock)
-                            with contextlib.suppress(OSError):
-                                sock.shutdown(socket.SHUT_RDWR)
-                            ctl_open = False
-                            continue
-                        for frame in frames:
-                            if isinstance(frame, int):
-                                exit_code = frame
-                            else:
-                                on_call(frame, self.post)
-                        continue
-                    if n == 0:
-                        sel.unregister(sock)
-                        continue
-                    buf = bufs[sock]
-                    before = len(buf)
-                    truncated |= _keep(buf, view[:n], cap)
-                    if on_output is not None and len(buf) > before:
-                        on_output("stdout" if sock is out else "stderr", bytes(buf[before:]))
-                if ctl_open:
-                    self._flush(ctl, sel)
-                if exit_code is not None:
-                    # Output written before the exit report is already in our receive queues.
-                    truncated |= self._drain(bufs, scratch, cap)
+                    elif events & selectors.EVENT_READ:
+                        self._read(sock, sel, state, scratch, cap, on_call, on_output)
+                state.cut = state.cut or (stop() if stop is not None else None)
+                if state.cut is not None:
                     break
-                if not ctl_open and set(sel.get_map()) <= {self._wake_r.fileno()}:
+                if state.ctl_open:
+                    self._flush(ctl, sel)
+                if state.exit_code is not None:
+                    # Output written before the exit report is already in our receive queues.
+                    state.truncated |= self._drain(state.bufs, scratch, cap)
+                    break
+                if not state.ctl_open and set(sel.get_map()) <= {self._wake_r.fileno()}:
                     break
         return Collected(
-            stdout=bytes(bufs[out]),
-            stderr=bytes(bufs[err]),
-            exit_code=exit_code,
-            timed_out=timed_out,
-            truncated=truncated,
+            stdout=bytes(state.bufs[out]),
+            stderr=bytes(state.bufs[err]),
+            exit_code=state.exit_code,
+            timed_out=state.timed_out,
+            truncated=state.truncated,
+            cut=state.cut,
         )
+
+    def _read(
+        self,
+        sock: socket.socket,
+        sel: selectors.BaseSelector,
+        state: _Collecting,
+        scratch: bytearray,
+        cap: int,
+        on_call: CallHandler,
+        on_output: Callable[[str, bytes], None] | None,
+    ) -> None:
+        """Take what one readable connection has: output kept within `cap`, or control frames."""
+        view = memoryview(scratch)
+        try:
+            n = sock.recv_into(scratch)
+        except BlockingIOError:
+            return
+        except OSError:
+            n = 0
+        if sock is self._ctl:
+            if n and not state.rate.take(n):
+                state.cut = "control_flood"
+                return
+            frames = state.parser.feed(view[:n]) if n else None
+            if frames is None:
+                # Closed or malformed: hang up, so the runtime cannot wait on us.
+                sel.unregister(sock)
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                state.ctl_open = False
+                return
+            for frame in frames:
+                if isinstance(frame, int):
+                    state.exit_code = frame
+                else:
+                    on_call(frame, self.post)
+            return
+        if n == 0:
+            sel.unregister(sock)
+            return
+        buf = state.bufs[sock]
+        before = len(buf)
+        state.truncated |= _keep(buf, view[:n], cap)
+        if on_output is not None and len(buf) > before:
+            on_output("stdout" if sock is self._out else "stderr", bytes(buf[before:]))
 
     def post(self, frame: bytes) -> None:
         """Queue a reply for the runtime; callable from any thread, never blocks."""

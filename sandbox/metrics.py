@@ -57,8 +57,12 @@ class Metrics:
                 self.run_seconds.observe(duration)
         elif event == "tool_call":
             self.tool_calls.labels(str(record.get("outcome"))).inc()
+        elif event == "tool_refused":
+            self.tool_calls.labels(str(record.get("reason"))).inc(n)
         elif event == "token_refused":
-            self.token_refusals.inc()
+            self.token_refusals.inc(n)
+            self.violations.labels(str(event)).inc(n)
+        elif event == "upstream_restart":
             self.violations.labels(str(event)).inc()
         elif event == "auth_failure":
             self.auth_failures.inc(n)

@@ -56,6 +56,17 @@ class ToolLimits(BaseModel):
     max_result_bytes: int = Field(1 * MiB, ge=1024, le=64 * MiB)
     calls_per_second: float = Field(50.0, gt=0)
     burst: int = Field(100, ge=1)
+    max_in_flight: int = Field(16, ge=1, le=1024)
+    """Calls of one run waiting for their upstream at once; more are refused at once."""
+    max_refused: int = Field(200, ge=1)
+    """Refused calls one run may make; past it the run's channel is cut and the run ends."""
+    max_control_bytes_per_s: int = Field(8 * MiB, ge=64 * 1024)
+    """Bytes one run may send on its control stream per second; past it the run is cut."""
+    max_depth: int = Field(32, ge=2, le=256)
+    """Deepest nesting of a call's arguments; deeper ones never reach an upstream."""
+    restarts_per_owner: int = Field(3, ge=1)
+    """Upstream restarts one owner's calls may cause per minute; past it, that owner's calls to
+    that server are refused for the rest of the minute."""
 
 
 class RunResult(BaseModel):

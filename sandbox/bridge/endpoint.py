@@ -13,14 +13,18 @@ import asyncio
 import fnmatch
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sandbox.audit import AuditLog
+from sandbox.audit_queue import AuditQueue
 from sandbox.bridge import codegen
+from sandbox.bridge.checks import depth, schema_problem
 from sandbox.bridge.config import McpConfig
 from sandbox.bridge.search import search
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
@@ -47,6 +51,11 @@ class RunContext:
     bucket: TokenBucket
     tokenizer: Tokenizer | None = None
     """The session's: arguments are detokenized on the way out, results tokenized on the way in."""
+    in_flight: int = 0
+    refused: int = 0
+    cut: str | None = None
+    """Set once the run broke a per-run bound; its channel is then closed and the run ended."""
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def allowed(patterns: tuple[str, ...] | None, server: str, tool: str) -> bool:
@@ -70,9 +79,14 @@ class ToolBridge:
     ) -> None:
         self.limits = limits or ToolLimits()
         self.audit = audit
+        # Records are written by another thread: the loop serving every tenant's calls never
+        # waits on the disk, and repeated refusals become one record with a count.
+        self.records = AuditQueue(audit)
         self.tokens = TokenRegistry()
         self.upstreams = UpstreamPool(config, resolve=resolve, loop=loop)
+        self._restarts = RestartBudget(self.limits.restarts_per_owner, 60.0)
         self.api_dir = api_dir
+        self._tools = {(t.server, t.name): t for t in self.upstreams.tools()}
         self.generated = codegen.generate(self.upstreams.tools(), api_dir / "servers")
         self._index = json.loads((api_dir / "servers" / "index.json").read_text())
 
@@ -119,68 +133,85 @@ class ToolBridge:
         )
 
     def submit(self, ctx: RunContext, body: bytes, reply: Callable[[bytes], None]) -> None:
-        """Handle one call frame off the caller's thread; `reply` gets the response frame."""
+        """Handle one call frame off the caller's thread; `reply` gets the response frame.
+
+        A run may have `max_in_flight` calls waiting at once; more are refused here, on the
+        run's own thread, without touching the shared loop or holding their bodies."""
+        with ctx.lock:
+            busy = ctx.in_flight >= self.limits.max_in_flight
+            if not busy:
+                ctx.in_flight += 1
+        if busy:
+            self._refuse(ctx, "too_many_in_flight")
+            reply(_error(None, protocol.RATE_LIMITED, "too many tool calls in flight"))
+            return
         fut = self.upstreams.submit(self.handle(ctx, body))
-        fut.add_done_callback(
-            lambda f: reply(
-                f.result()
-                if not f.exception()
-                else _frame(
-                    None,
-                    {
-                        "ok": False,
-                        "error": {"code": protocol.INTERNAL, "message": "bridge failure"},
-                    },
-                )
-            )
+
+        def done(f: Future[bytes]) -> None:
+            with ctx.lock:
+                ctx.in_flight -= 1
+            if f.cancelled() or f.exception() is not None:
+                reply(_error(None, protocol.INTERNAL, "bridge failure"))
+            else:
+                reply(f.result())
+
+        fut.add_done_callback(done)
+
+    def _refuse(self, ctx: RunContext, reason: str, **fields: str) -> None:
+        """Count a refused call (aggregated in the audit trail); past `max_refused` the run is
+        cut off."""
+        with ctx.lock:
+            ctx.refused += 1
+            if ctx.refused >= self.limits.max_refused and ctx.cut is None:
+                ctx.cut = "too_many_refused_calls"
+        self.records.count(
+            "tool_refused",
+            owner=ctx.owner,
+            session=ctx.session,
+            exec_id=ctx.exec_id,
+            reason=reason,
+            **fields,
         )
 
     async def handle(self, ctx: RunContext, body: bytes) -> bytes:
+        """One call, mediated: size, shape, token, allowlist, arguments, rate, restart budget,
+        upstream, result. Every outcome is audited (off this loop); refusals count against
+        the run's bound."""
         started = time.monotonic()
         call_id: object = None
         server = tool = ""
         outcome = "ok"
         try:
-            if len(body) > self.limits.max_args_bytes:
-                raise _Refusal(
-                    protocol.TOO_LARGE, f"call is larger than {self.limits.max_args_bytes} bytes"
-                )
-            try:
-                req = json.loads(body)
-            except ValueError:
-                raise _Refusal(protocol.BAD_REQUEST, "call is not valid JSON") from None
-            if not isinstance(req, dict):
-                raise _Refusal(protocol.BAD_REQUEST, "call must be a JSON object")
+            req = self._parse(body)
             call_id = req.get("id") if isinstance(req.get("id"), int) else None
-            token = req.get("token")
-            try:
-                self.tokens.check(token, ctx.session, ctx.exec_id)
-            except TokenRefused as refusal:
-                self.audit.record(
-                    "token_refused",
-                    owner=ctx.owner,
-                    session=ctx.session,
-                    exec_id=ctx.exec_id,
-                    reason=refusal.reason,
-                    token_id=token_id(token) if isinstance(token, str) and token else None,
-                )
-                raise _Refusal(protocol.UNAUTHORIZED, "invalid or expired run token") from None
-            req_server, req_tool, args = req.get("server"), req.get("tool"), req.get("args", {})
-            if not isinstance(req_server, str) or not isinstance(req_tool, str):
-                raise _Refusal(protocol.BAD_REQUEST, "server and tool must be strings")
-            server, tool = req_server[:256], req_tool[:256]
-            if not isinstance(args, dict):
-                raise _Refusal(protocol.BAD_REQUEST, "args must be a JSON object")
-            if not allowed(ctx.allowed, server, tool):
+            self._check_token(ctx, req.get("token"))
+            server, tool, args = self._target(ctx, req)
+            restart_key = (ctx.owner, server)
+            if not self._restarts.allows(restart_key):
                 raise _Refusal(
-                    protocol.FORBIDDEN, f"{server}.{tool} is not allowed in this session"
+                    protocol.UNAVAILABLE,
+                    f"{server} was restarted too often by this owner's calls; try again later",
                 )
-            if not ctx.bucket.take():
-                raise _Refusal(protocol.RATE_LIMITED, "too many tool calls; slow down")
             tok = ctx.tokenizer
             if tok is not None:
                 args = tok.detokenize(args)  # the upstream gets real values, the sandbox never does
-            result = await self.upstreams.call(server, tool, args, self.limits.call_timeout_s)
+            try:
+                result = await self.upstreams.call(server, tool, args, self.limits.call_timeout_s)
+            except UpstreamCallError as e:
+                if e.restarted:
+                    # One tenant's call cost every tenant of that server its connection: on the
+                    # record, against that tenant, and rate-limited.
+                    self._restarts.spend(restart_key)
+                    self.records.put(
+                        "upstream_restart",
+                        owner=ctx.owner,
+                        session=ctx.session,
+                        exec_id=ctx.exec_id,
+                        server=server,
+                        tool=tool,
+                        reason=e.code,
+                    )
+                raise
             if tok is not None:
                 # CPU work on up to max_result_bytes: keep it off the loop other sessions share.
                 result = await asyncio.get_running_loop().run_in_executor(
@@ -195,28 +226,88 @@ class ToolBridge:
             return frame
         except _Refusal as r:
             outcome = r.code
-            return _frame(call_id, {"ok": False, "error": {"code": r.code, "message": r.message}})
+            self._refuse(ctx, r.code)
+            return _error(call_id, r.code, r.message)
         except UpstreamCallError as e:
             outcome = e.code
             message = ctx.tokenizer.tokenize(str(e)) if ctx.tokenizer is not None else str(e)
-            return _frame(call_id, {"ok": False, "error": {"code": e.code, "message": message}})
+            return _error(call_id, e.code, message)
         except asyncio.CancelledError:
             outcome = "cancelled"
             raise
+        except Exception:
+            # The top of one call's handling: a bug here must be on the record as a failure.
+            outcome = "internal_error"
+            logger.exception("tool call failed inside the bridge")
+            raise
         finally:
-            self.audit.record(
-                "tool_call",
+            if outcome == "ok" or not outcome.startswith(_REFUSED):
+                self.records.put(
+                    "tool_call",
+                    owner=ctx.owner,
+                    session=ctx.session,
+                    exec_id=ctx.exec_id,
+                    server=server[:128],
+                    tool=tool[:128],
+                    outcome=outcome,
+                    duration_ms=round((time.monotonic() - started) * 1000, 3),
+                )
+
+    def _parse(self, body: bytes) -> dict[str, Any]:
+        if len(body) > self.limits.max_args_bytes:
+            raise _Refusal(
+                protocol.TOO_LARGE, f"call is larger than {self.limits.max_args_bytes} bytes"
+            )
+        try:
+            req = json.loads(body)
+        except (ValueError, RecursionError):
+            raise _Refusal(protocol.BAD_REQUEST, "call is not valid JSON") from None
+        if not isinstance(req, dict):
+            raise _Refusal(protocol.BAD_REQUEST, "call must be a JSON object")
+        return req
+
+    def _check_token(self, ctx: RunContext, token: object) -> None:
+        try:
+            self.tokens.check(token, ctx.session, ctx.exec_id)
+        except TokenRefused as refusal:
+            self.records.count(
+                "token_refused",
                 owner=ctx.owner,
                 session=ctx.session,
                 exec_id=ctx.exec_id,
-                server=server[:128],
-                tool=tool[:128],
-                outcome=outcome,
-                duration_ms=round((time.monotonic() - started) * 1000, 3),
+                reason=refusal.reason,
+                token_id=token_id(token) if isinstance(token, str) and token else None,
             )
+            raise _Refusal(protocol.UNAUTHORIZED, "invalid or expired run token") from None
+
+    def _target(self, ctx: RunContext, req: dict[str, Any]) -> tuple[str, str, dict[str, Any]]:
+        """The tool a call may reach and its checked arguments."""
+        req_server, req_tool, args = req.get("server"), req.get("tool"), req.get("args", {})
+        if not isinstance(req_server, str) or not isinstance(req_tool, str):
+            raise _Refusal(protocol.BAD_REQUEST, "server and tool must be strings")
+        server, tool = req_server[:256], req_tool[:256]
+        if not isinstance(args, dict):
+            raise _Refusal(protocol.BAD_REQUEST, "args must be a JSON object")
+        if not allowed(ctx.allowed, server, tool):
+            raise _Refusal(protocol.FORBIDDEN, f"{server}.{tool} is not allowed in this session")
+        if not ctx.bucket.take():
+            raise _Refusal(protocol.RATE_LIMITED, "too many tool calls; slow down")
+        if depth(args, self.limits.max_depth) > self.limits.max_depth:
+            raise _Refusal(
+                protocol.BAD_REQUEST, f"arguments nest deeper than {self.limits.max_depth} levels"
+            )
+        info = self._tools.get((server, tool))
+        if info is not None:
+            problem = schema_problem(info.input_schema, args)
+            if problem is not None:
+                raise _Refusal(
+                    protocol.BAD_REQUEST, f"arguments do not match the schema: {problem}"
+                )
+        return server, tool, args
 
     def close(self) -> None:
         self.upstreams.close()
+        self.records.close()
 
 
 class _Refusal(Exception):
@@ -228,3 +319,43 @@ class _Refusal(Exception):
 
 def _frame(call_id: object, payload: dict[str, Any]) -> bytes:
     return response_frame(call_id, payload)
+
+
+def _error(call_id: object, code: str, message: str) -> bytes:
+    return _frame(call_id, {"ok": False, "error": {"code": code, "message": message}})
+
+
+# Refusal outcomes are counted (aggregated) by _refuse, not written once per call.
+_REFUSED = (
+    protocol.TOO_LARGE,
+    protocol.BAD_REQUEST,
+    protocol.UNAUTHORIZED,
+    protocol.FORBIDDEN,
+    protocol.RATE_LIMITED,
+)
+
+
+class RestartBudget:
+    """At most `limit` upstream restarts per (owner, server) in a sliding `window_s`."""
+
+    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic):
+        self._limit, self._window_s, self._clock = limit, window_s, clock
+        self._spent: dict[tuple[str, str], list[float]] = {}
+        self._lock = threading.Lock()
+
+    def allows(self, key: tuple[str, str]) -> bool:
+        with self._lock:
+            return len(self._recent(key)) < self._limit
+
+    def spend(self, key: tuple[str, str]) -> None:
+        with self._lock:
+            self._recent(key).append(self._clock())
+
+    def _recent(self, key: tuple[str, str]) -> list[float]:
+        cutoff = self._clock() - self._window_s
+        kept = [t for t in self._spent.get(key, []) if t > cutoff]
+        if kept:
+            self._spent[key] = kept
+        else:
+            self._spent.pop(key, None)
+        return self._spent.setdefault(key, kept)

@@ -30,11 +30,14 @@ T = TypeVar("T")
 
 
 class UpstreamCallError(Exception):
-    """A call that did not produce a result; `code` is what the sandbox is told."""
+    """A call that did not produce a result; `code` is what the sandbox is told. It never
+    leaves the bridge (it becomes a reply), so it is not a SandboxError. `restarted`: this call
+    is what made the controller restart (or reconnect) the server."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, restarted: bool = False) -> None:
         super().__init__(message)
         self.code = code
+        self.restarted = restarted
 
 
 @dataclass
@@ -201,29 +204,32 @@ class UpstreamPool:
                 client.call_tool(tool, args, read_timeout_seconds=timeout_s), timeout=timeout_s + 1
             )
         except TimeoutError:
-            self._restart_stdio(up, generation)
             raise UpstreamCallError(
-                protocol.TIMEOUT, f"{server}.{tool} did not answer within {timeout_s:g} s"
+                protocol.TIMEOUT,
+                f"{server}.{tool} did not answer within {timeout_s:g} s",
+                restarted=self._restart_stdio(up, generation),
             ) from None
         except MCPError as exc:
             if "connection closed" in str(exc).lower():
-                self._restart(up, generation)
                 raise UpstreamCallError(
                     protocol.UNAVAILABLE,
                     f"MCP server {server!r} closed the connection; restarting it",
+                    restarted=self._restart(up, generation),
                 ) from None
             if "timed out" in str(exc).lower():
-                self._restart_stdio(up, generation)
                 raise UpstreamCallError(
-                    protocol.TIMEOUT, f"{server}.{tool} did not answer within {timeout_s:g} s"
+                    protocol.TIMEOUT,
+                    f"{server}.{tool} did not answer within {timeout_s:g} s",
+                    restarted=self._restart_stdio(up, generation),
                 ) from None
             raise UpstreamCallError(
                 protocol.UPSTREAM_ERROR, f"{server}.{tool} failed: {exc}"
             ) from None
         except Exception as exc:
-            self._restart(up, generation)
             raise UpstreamCallError(
-                protocol.UNAVAILABLE, f"MCP server {server!r} connection failed; restarting it"
+                protocol.UNAVAILABLE,
+                f"MCP server {server!r} connection failed; restarting it",
+                restarted=self._restart(up, generation),
             ) from exc
         if result.is_error:
             raise UpstreamCallError(
@@ -240,16 +246,18 @@ class UpstreamPool:
             return structured
         return _content_value(result.content)
 
-    def _restart_stdio(self, up: _Upstream, generation: int) -> None:
+    def _restart_stdio(self, up: _Upstream, generation: int) -> bool:
         # A hung stdio server blocks every later call too; a hung remote one is not ours to restart.
-        if isinstance(up.spec, StdioServer):
-            self._restart(up, generation)
+        return isinstance(up.spec, StdioServer) and self._restart(up, generation)
 
     @staticmethod
-    def _restart(up: _Upstream, generation: int) -> None:
-        if up.generation == generation:
-            up.ready.clear()
-            up.restart.set()
+    def _restart(up: _Upstream, generation: int) -> bool:
+        """Ask the supervisor for a new connection; True if this call is what caused it."""
+        if up.generation != generation:
+            return False
+        up.ready.clear()
+        up.restart.set()
+        return True
 
     def close(self) -> None:
         async def stop() -> None:

@@ -4,6 +4,7 @@
     orchestrator.py Orchestrator: owns the parts, opens sessions, garbage collection
     registry.py     open sessions, with per-owner and global caps checked atomically
     admission.py    who may do what: keys, profiles, rate limits, run slots, refusals audited
+    aio.py          for async surfaces: wait for a slot without a thread, run in a worker
     session.py      Session: runs, files and skills of one session
     runner.py       the run pipeline: the warm container, delivery, collection, the result
     output.py       streamed output, tokenized line by line

@@ -19,7 +19,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 
 from sandbox.audit import AuditLog
-from sandbox.core.refusals import RefusalLog
+from sandbox.audit_queue import AuditQueue
 from sandbox.exceptions import (
     AuthenticationError,
     ProfileNotAllowedError,
@@ -142,7 +142,7 @@ class Admission:
         self.keys = keys
         # Refusals are counted here and written aggregated by another thread: a flood of bad
         # requests costs the refusing thread no I/O and the trail one record per interval.
-        self._refusals = RefusalLog(audit, controller_id)
+        self._refusals = AuditQueue(audit, controller_id)
         self._buckets: dict[str, TokenBucket] = {}
         self._buckets_lock = threading.Lock()
         self.slots = RunSlots(rules.runs_per_key, rules.runs_total, rules.run_queue)
@@ -275,7 +275,7 @@ class Admission:
         )
 
     def _record(self, event: str, **fields: str | None) -> None:
-        self._refusals.add(event, **fields)
+        self._refusals.count(event, **fields)
 
 
 def abandon(fut: Future[Slot]) -> None:

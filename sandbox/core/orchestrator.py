@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from sandbox.core.assembly import McpSource, assemble
 from sandbox.core.registry import SessionRegistry
 from sandbox.core.session import Session
 from sandbox.core.skills import SkillStore
-from sandbox.exceptions import SandboxError, TooManySessionsError
+from sandbox.exceptions import InvalidInputError, SandboxError, TooManySessionsError
 from sandbox.keys import KeyStore
 from sandbox.models import Limits, validate_id
 from sandbox.profiles import pick
@@ -148,6 +149,7 @@ class Orchestrator:
             InvalidInputError, SessionClosedError: as for `session`.
         """
         sid = validate_id(session_id, "session_id") if session_id else secrets.token_hex(16)
+        tools = checked_tools(tools)
         name = self.admission.profile_for(principal, profile, surface=surface)
         chosen = pick(self.profiles, name)
         if chosen.tools is not None:
@@ -155,7 +157,7 @@ class Orchestrator:
             tools = (
                 chosen.tools
                 if tools is None
-                else tuple(t for t in tools if "." in t and allowed(chosen.tools, *t.split(".", 1)))
+                else tuple(t for t in tools if allowed(chosen.tools, *t.split(".", 1)))
             )
         tool_list = tuple(tools) if tools is not None else None
         try:
@@ -274,6 +276,31 @@ class Orchestrator:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+_TOOL_PATTERN = re.compile(r"[A-Za-z0-9_*-]{1,64}\.[A-Za-z0-9_*.-]{1,128}")
+MAX_TOOL_PATTERNS = 256
+
+
+def checked_tools(tools: Iterable[str] | None) -> tuple[str, ...] | None:
+    """A session's tool allowlist: at most 256 `server.tool` patterns (`*` wildcards).
+
+    Raises:
+        InvalidInputError: not strings of that shape, or too many.
+    """
+    if tools is None:
+        return None
+    if isinstance(tools, str | bytes):
+        raise InvalidInputError("tools is a list of 'server.tool' patterns")
+    out: list[str] = []
+    for t in tools:
+        if len(out) >= MAX_TOOL_PATTERNS:
+            raise InvalidInputError(f"at most {MAX_TOOL_PATTERNS} tool patterns")
+        if not isinstance(t, str) or not _TOOL_PATTERN.fullmatch(t):
+            shown = repr(t)[:80] if isinstance(t, str) else type(t).__name__
+            raise InvalidInputError(f"bad tool pattern {shown}: expected 'server.tool'")
+        out.append(t)
+    return tuple(out)
 
 
 def collect_garbage(settings: Settings, backend: Backend | None = None) -> int:

@@ -281,17 +281,29 @@ class Runner:
         cap = self._box.limits.output_bytes
         tokenizer = self._box.tokenizer
         lines = LineStream(on_output, tokenizer) if on_output is not None else None
-        # collect() enforces the call cap that deliver() told the box.
+        on_call, stop = self._call_handler(warm)
+        # collect() enforces the call cap that deliver() told the box, and the run's bounds.
         got = warm.channel.collect(
-            deadline, cap, self._call_handler(warm), on_output=lines.feed if lines else None
+            deadline,
+            cap,
+            on_call,
+            on_output=lines.feed if lines else None,
+            stop=stop,
+            max_control_bytes_per_s=self._parts.settings.tool_limits.max_control_bytes_per_s,
         )
         if lines is not None:
             lines.flush()
         stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
         exit_code, timed_out = got.exit_code, got.timed_out
         oom = False
-        error: str | None = None
-        if exit_code is not None:
+        error: str | None = got.cut
+        if error is not None:
+            # A per-run bound was broken: the box is stopped here, its output so far kept.
+            backend.kill(warm.ref)
+            stdout, stderr, more = warm.channel.drain_after_kill(cap, stdout, stderr)
+            truncated |= more
+            exit_code = _KILLED_EXIT
+        elif exit_code is not None:
             # The runtime waits for us to hang up, so the container and its cgroup still exist.
             oom = bool(backend.oom_kills(warm.ref))
         elif not timed_out:
@@ -327,16 +339,17 @@ class Runner:
             error=error,
         )
 
-    def _call_handler(self, warm: _Warm) -> CallHandler:
+    def _call_handler(self, warm: _Warm) -> tuple[CallHandler, Callable[[], str | None] | None]:
+        """The run's tool-call handler, and what says when the run broke a per-run bound."""
         bridge, box = self._parts.bridge, self._box
         if bridge is None:
-            return _no_tools
+            return _no_tools, None
         ctx = bridge.context(box.owner, box.session_id, warm.exec_id, box.tools, box.tokenizer)
 
         def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
             bridge.submit(ctx, body, reply)
 
-        return on_call
+        return on_call, lambda: ctx.cut
 
     # -- waiting and closing --------------------------------------------------------------
 

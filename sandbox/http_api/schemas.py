@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -10,7 +12,7 @@ class SessionCreate(BaseModel):
 
     ttl_s: float | None = Field(None, gt=0, le=7 * 86400)
     idle_s: float | None = Field(None, gt=0, le=86400)
-    tools: list[str] | None = Field(None, max_length=256)
+    tools: list[Annotated[str, Field(max_length=200)]] | None = Field(None, max_length=256)
     profile: str | None = Field(None, max_length=64)
     """None: 'default', or the key's first profile when it may not use 'default'."""
 

@@ -18,10 +18,20 @@ def noop() -> str:
     return "ok"
 
 
+_SEEN = {"echo": 0}
+
+
 @mcp.tool()
 def echo(text: str) -> str:
     """Returns its input."""
+    _SEEN["echo"] += 1
     return text
+
+
+@mcp.tool()
+def seen() -> int:
+    """How many echo calls reached this server process."""
+    return _SEEN["echo"]
 
 
 @mcp.tool()

@@ -187,3 +187,45 @@ def test_a_full_disk_is_an_audit_error_not_a_silent_loss(
     monkeypatch.undo()
     log.close()
     assert all(r["event"] != "run_start" for r in log.read())
+
+
+def test_a_huge_field_is_bounded_and_the_trail_reopens(tmp_path: Path, keys: AuditKeys) -> None:
+    log = AuditLog(tmp_path / "audit.log", keys)
+    log.record("session_open", owner="mallory", tools=["x" * 2_000_000], note="y" * 3_000_000)
+    log.record("deep", value=json.loads("[" * 500 + "]" * 500))
+    log.close()
+    assert (tmp_path / "audit.log").stat().st_size < 64 * 1024
+    again = AuditLog(tmp_path / "audit.log", keys)  # the last record is readable: it reopens
+    again.record("after")
+    rec = again.read()[0]
+    assert rec["owner"] == "mallory" and len(rec["note"]) < 1100 and len(rec["tools"][0]) < 1100
+    again.close()
+    assert verify(tmp_path / "audit.log", keys).ok
+
+
+def test_an_unreadable_last_record_is_stepped_over_and_noted(
+    tmp_path: Path, keys: AuditKeys
+) -> None:
+    path = trail(tmp_path, keys, n=3)
+    with path.open("ab") as fh:
+        fh.write(b'{"seq": 4, "this is": not json}\n')
+    log = AuditLog(path, keys)
+    log.record("after")
+    records = log.read()
+    log.close()
+    assert [r["event"] for r in records][-2:] == ["recovered", "after"]
+    assert records[-2]["unreadable_records"] == 1
+    assert records[-2]["seq"] == 4  # the chain goes on from the last readable record
+    v = verify(path, keys)
+    assert not v.ok and any(":4: not a valid record" in p for p in v.problems)
+
+
+def test_unfinished_runs_skip_unreadable_records(tmp_path: Path, keys: AuditKeys) -> None:
+    log = AuditLog(tmp_path / "audit.log", keys)
+    log.record("run_start", controller="c", exec_id="e1")
+    log.close()
+    with (tmp_path / "audit.log").open("ab") as fh:
+        fh.write(b"garbage\n")
+    log = AuditLog(tmp_path / "audit.log", keys)
+    assert [r["exec_id"] for r in log.unfinished_runs("c")] == ["e1"]
+    log.close()

@@ -235,3 +235,12 @@ def test_a_refused_run_gives_its_slot_back(local_orc: Orchestrator) -> None:
         with pytest.raises(InvalidInputError):
             s.run("print(1)", slot=stranger)  # another key's slot is refused, and given back
         assert admission.slots.in_use() == 0
+
+
+def test_tool_patterns_are_checked_in_the_core(local_orc: Orchestrator) -> None:
+    for bad in (["x" * 2_000_000], ["crm"], ["crm.get; rm"], "crm.*", ["a.b"] * 257, [7]):
+        with pytest.raises(InvalidInputError):
+            local_orc.session(owner="alice", tools=bad)  # type: ignore[arg-type]
+    assert local_orc.sessions() == []
+    with local_orc.session(owner="alice", tools=["crm.*", "mailer.send_email"]) as s:
+        assert s.tools == ("crm.*", "mailer.send_email")

@@ -223,3 +223,14 @@ def test_health_and_metrics_need_no_key_and_count_runs(api: Api) -> None:
             assert health.headers["x-content-type-options"] == "nosniff"
 
     run(main)
+
+
+def test_a_huge_tools_entry_is_refused_and_leaves_the_trail_readable(api: Api) -> None:
+    async def main() -> None:
+        async with api.client() as c:
+            r = await c.post("/v1/sessions", json={"tools": ["x" * 2_000_000]}, timeout=30)
+            assert r.status_code == 413 or r.json()["error"]["code"] == "invalid_request"
+
+    run(main)
+    api.orc.audit.record("probe")
+    assert api.orc.audit.read()[-1]["event"] == "probe"

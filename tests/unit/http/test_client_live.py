@@ -19,7 +19,9 @@ from tests.unit.conftest import MakeOrc
 
 @pytest.fixture
 def served(make_orc: MakeOrc) -> Iterator[tuple[str, str, Server]]:
-    orc = make_orc(api={"runs_per_key": 1, "run_queue": 0})
+    # One run at a time per key; a second waits up to 0.5 s (the first one's container removal)
+    # and is refused after that.
+    orc = make_orc(api={"runs_per_key": 1, "run_queue": 4, "run_queue_wait_s": 0.5})
     keys = KeyStore(orc.settings.data_dir / "keys.json")
     secret = keys.create("alice")[1]
     with Server(orc, keys) as server:
