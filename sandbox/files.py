@@ -14,7 +14,7 @@ import errno
 import os
 import secrets
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -132,14 +132,17 @@ class SafeDir:
             finally:
                 os.close(fd)
 
-    def write(self, path: str, data: bytes, max_bytes: int) -> None:
-        """Create or replace a regular file, making parent folders as needed.
+    def write(self, path: str, data: bytes | Iterable[bytes], max_bytes: int) -> None:
+        """Create or replace a regular file, making parent folders as needed. `data` may be
+        an iterable of chunks (an upload streamed to disk, never held whole); the file appears
+        only once all of it is written within `max_bytes`.
 
         Raises:
             UnsafePathError, FileTypeError, QuotaExceededError (too large or the folder is full).
         """
         parts = split_path(path)
-        if len(data) > max_bytes:
+        chunks: Iterable[bytes] = [data] if isinstance(data, bytes | bytearray) else data
+        if isinstance(data, bytes | bytearray) and len(data) > max_bytes:
             raise QuotaExceededError(f"file is larger than {max_bytes} bytes")
         with self._dir_fd(parts[:-1], create=True) as dfd:
             tmp = _TMP_PREFIX + secrets.token_hex(8)
@@ -151,9 +154,14 @@ class SafeDir:
             )
             try:
                 try:
-                    view = memoryview(data)
-                    while view:
-                        view = view[os.write(fd, view) :]
+                    written = 0
+                    for chunk in chunks:
+                        written += len(chunk)
+                        if written > max_bytes:
+                            raise QuotaExceededError(f"file is larger than {max_bytes} bytes")
+                        view = memoryview(chunk)
+                        while view:
+                            view = view[os.write(fd, view) :]
                     if self._owner:
                         os.fchown(fd, *self._owner)
                 finally:

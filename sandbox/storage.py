@@ -109,14 +109,18 @@ class Storage:
         path.mkdir(mode=0o755, exist_ok=True)
         return path
 
-    def check_skills_room(self, owner: str, adding: int, quota_mb: int) -> None:
-        """Raises QuotaExceededError if `adding` more bytes would pass the owner's skills quota."""
+    def skills_room(self, owner: str, quota_mb: int) -> int:
+        """Bytes the owner may still add to their skills."""
         used = 0
         for root, _dirs, files in os.walk(self.skills_dir(owner)):
             for f in files:
                 with contextlib.suppress(OSError):
                     used += os.lstat(os.path.join(root, f)).st_size
-        if used + adding > quota_mb * MiB:
+        return max(0, quota_mb * MiB - used)
+
+    def check_skills_room(self, owner: str, adding: int, quota_mb: int) -> None:
+        """Raises QuotaExceededError if `adding` more bytes would pass the owner's skills quota."""
+        if adding > self.skills_room(owner, quota_mb):
             raise QuotaExceededError(f"skills quota of {quota_mb} MiB reached")
 
     def reap(self) -> int:

@@ -8,7 +8,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import Any
 
@@ -302,6 +302,15 @@ class Session:
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidInputError("data must be bytes")
         self._files.write(path, bytes(data), self.limits.max_file_mb * MiB)
+
+    def upload_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Like `upload`, from chunks written as they come (a surface streaming a body).
+
+        Raises:
+            UnsafePathError, FileTypeError, QuotaExceededError, SessionClosedError.
+        """
+        self._ensure_open()
+        self._files.write(path, chunks, self.limits.max_file_mb * MiB)
 
     def download(self, path: str) -> bytes:
         """Read a file from /workspace; links, FIFOs and devices are refused.

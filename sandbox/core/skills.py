@@ -3,6 +3,8 @@ here, within the owner's quota."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sandbox.files import SafeDir
 from sandbox.models import FileEntry, MiB
 from sandbox.storage import Storage
@@ -19,6 +21,15 @@ class SkillStore:
         """Raises UnsafePathError, FileTypeError, QuotaExceededError."""
         self._storage.check_skills_room(self.owner, len(data), self._quota_mb)
         self._dir.write(path, bytes(data), self._quota_mb * MiB)
+
+    def save_chunks(self, path: str, chunks: Iterable[bytes]) -> None:
+        """Like `save`, from chunks written as they come, within the room the owner has left.
+
+        Raises:
+            UnsafePathError, FileTypeError, QuotaExceededError.
+        """
+        room = self._storage.skills_room(self.owner, self._quota_mb)
+        self._dir.write(path, chunks, room)
 
     def read(self, path: str) -> bytes:
         """Raises UnsafePathError, NotFoundError, FileTypeError."""

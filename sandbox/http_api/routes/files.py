@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from sandbox.http_api.bodies import with_body_chunks
 from sandbox.http_api.deps import Caller, State, owned
 from sandbox.http_api.schemas import PreviewResponse
 from sandbox.models import FileEntry
@@ -28,8 +29,7 @@ async def download(sid: str, path: str, key: Caller, state: State) -> Response:
 @router.put("/files/{path:path}", status_code=204)
 async def upload(sid: str, path: str, request: Request, key: Caller, state: State) -> Response:
     s = owned(state, key, sid)
-    data = await request.body()
-    await run_in_threadpool(s.upload, path, data)
+    await with_body_chunks(request, lambda chunks: s.upload_chunks(path, chunks))
     return Response(status_code=204)
 
 

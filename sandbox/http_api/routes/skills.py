@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from sandbox.http_api.bodies import with_body_chunks
 from sandbox.http_api.deps import Caller, State
 from sandbox.models import FileEntry
 
@@ -24,8 +25,8 @@ async def read_skill(path: str, key: Caller, state: State) -> Response:
 
 @router.put("/{path:path}", status_code=204)
 async def save_skill(path: str, request: Request, key: Caller, state: State) -> Response:
-    data = await request.body()
-    await run_in_threadpool(state.orc().skills(key.owner).save, path, data)
+    store = state.orc().skills(key.owner)
+    await with_body_chunks(request, lambda chunks: store.save_chunks(path, chunks))
     return Response(status_code=204)
 
 
