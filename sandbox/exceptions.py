@@ -5,6 +5,7 @@
     │   ├── UnsafePathError                    unsafe_path           400  '..', absolute, NUL, too long, too deep
     │   ├── PolicyViolationError               policy_violation      422  static analysis blocked the code; a command not allowed
     │   └── IdempotencyConflictError           idempotency_conflict  422  an Idempotency-Key reused for another request
+    ├── IdempotencyGoneError (LookupError)     that Idempotency-Key's result was dropped (410)
     ├── NotFoundError (LookupError)            not_found             404  no such session, file, image or profile
     │   ├── SessionClosedError (RuntimeError)  not_found             404  the session or orchestrator is closed
     │   └── ProfileNotAllowedError             not_found             404  a profile the caller's key may not use
@@ -90,6 +91,12 @@ class IdempotencyConflictError(InvalidInputError):
     """An Idempotency-Key was used again with a different request."""
 
     code, http_status = "idempotency_conflict", 422
+
+
+class IdempotencyGoneError(SandboxError, LookupError):
+    """The result of an earlier request with this Idempotency-Key is no longer held."""
+
+    code, http_status = "idempotency_result_gone", 410
 
 
 class NotFoundError(SandboxError, LookupError):

@@ -56,6 +56,10 @@ class ApiSettings(BaseModel):
     session_ttl_s: float = Field(8 * 3600, gt=0)
     session_idle_s: float = Field(3600, gt=0)
     max_connections: int = Field(512, ge=8)
+    idempotency_ttl_s: float = Field(600.0, gt=0)
+    """How long a POST's result answers retries with its Idempotency-Key."""
+    idempotency_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
+    """Disk for those results (never memory); past it the oldest answer 410 instead."""
 
 
 class Settings(BaseSettings):

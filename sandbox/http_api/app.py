@@ -60,6 +60,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             mcp_server.sandbox_sessions.close_all()  # type: ignore[attr-defined]
+            state.idempotency.close()
             if owned and state.orchestrator is not None:
                 await run_in_threadpool(state.orchestrator.close)
 

@@ -20,7 +20,17 @@ class AppState:
     keys: KeyStore
     orchestrator: Orchestrator | None = None
     startup_error: str = "connecting"
-    idempotency: IdempotencyStore[RunResult] = field(default_factory=IdempotencyStore)
+    idempotency: IdempotencyStore[RunResult] = field(init=False)
+
+    def __post_init__(self) -> None:
+        rules = self.settings.api
+        self.idempotency = IdempotencyStore(
+            self.settings.data_dir / "idempotency",
+            lambda r: r.model_dump_json().encode(),
+            RunResult.model_validate_json,
+            ttl_s=rules.idempotency_ttl_s,
+            max_bytes=rules.idempotency_bytes,
+        )
 
     def orc(self) -> Orchestrator:
         """Raises ServiceStartingError until the engine has answered."""
