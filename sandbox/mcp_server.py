@@ -80,8 +80,11 @@ class _Sessions:
         principal, client, surface = self.principal(ctx)
         ident = (principal.key_id, client)
         with self._lock:
+            # Sessions closed by expiry or by their owner leave no entry behind (bounded map).
+            for gone in [k for k, v in self._by_client.items() if v.closed]:
+                del self._by_client[gone]
             session = self._by_client.get(ident)
-            if session is None or session.closed:
+            if session is None:
                 orc = self._get_orc()
                 session = call(
                     lambda: orc.open_session(principal, surface=surface, idle_s=self._idle_s)

@@ -40,7 +40,11 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = Field(65 * 1024 * 1024, ge=1024)
-    """Largest request body (uploads included); larger ones get 413 before they are read."""
+    """Largest upload (PUT of a file or skill, streamed to disk); larger ones get 413."""
+    max_json_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest other request body (JSON, parsed in memory): sessions, runs, /mcp."""
+    json_budget_bytes: int = Field(128 * 1024 * 1024, ge=1024)
+    """Such bodies all requests may hold at once; past it a request gets 503 `busy`."""
     body_timeout_s: float = Field(30.0, gt=0)
     """A body that takes longer than this to arrive gets 408."""
     rate_per_s: float = Field(20.0, gt=0)

@@ -72,7 +72,11 @@ def create_app(
     )
     app.state.sbx = state
     app.add_middleware(
-        BodyLimit, limit=settings.api.max_body_bytes, deadline_s=settings.api.body_timeout_s
+        BodyLimit,
+        limit=settings.api.max_body_bytes,
+        deadline_s=settings.api.body_timeout_s,
+        json_limit=settings.api.max_json_bytes,
+        json_budget=settings.api.json_budget_bytes,
     )
 
     @app.middleware("http")

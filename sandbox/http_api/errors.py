@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sandbox.exceptions import RateLimitedError, SandboxError, describe
-from sandbox.http_api.limits import SECURITY_HEADERS
+from sandbox.http_api.limits import SECURITY_HEADERS, BodyProblem
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc, BodyProblem):
+            return error_response(exc.status, exc.code, exc.message, dict(exc.headers or {}))
         detail = str(exc.detail)
         code = {404: "not_found", 405: "method_not_allowed", 401: "unauthorized"}.get(
             exc.status_code, "bad_request"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SECURITY_HEADERS = {
@@ -22,31 +23,49 @@ class BodyLimit:
     without reading more than the limit. The deadline covers the request body only: a
     response that streams for longer (a streamed run) is not cut by it."""
 
-    def __init__(self, app: ASGIApp, limit: int, deadline_s: float) -> None:
-        self.app, self.limit, self.deadline_s = app, limit, deadline_s
+    def __init__(
+        self, app: ASGIApp, limit: int, deadline_s: float, json_limit: int, json_budget: int
+    ) -> None:
+        self.app, self.upload_limit, self.deadline_s = app, limit, deadline_s
+        self.json_limit = min(json_limit, limit)
+        # Bytes of in-memory bodies all requests together may hold: one more is refused (503)
+        # rather than letting many large bodies add up past the controller's memory ceiling.
+        self.json_budget, self._held = json_budget, 0
+
+    def _limit(self, scope: Scope) -> int:
+        # Uploads stream to disk and may be large; every other body is parsed whole in memory,
+        # so it gets the small limit (the controller's memory ceiling depends on it).
+        path: str = scope.get("path", "")
+        upload = scope.get("method") == "PUT" and (
+            "/files/" in path or path.startswith("/v1/skills/")
+        )
+        return self.upload_limit if upload else self.json_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = self._limit(scope)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
-                    too_big = int(value) > self.limit
+                    too_big = int(value) > limit
                 except ValueError:
                     too_big = True
                 if too_big:
                     await send_error(
-                        send, 413, "body_too_large", f"body is larger than {self.limit} bytes"
+                        send, 413, "body_too_large", f"body is larger than {limit} bytes"
                     )
                     return
         received = 0
         end = time.monotonic() + self.deadline_s
         body_done = False
         started = False
+        budgeted = limit == self.json_limit
+        held = 0
 
         async def limited_receive() -> Message:
-            nonlocal received, body_done
+            nonlocal received, body_done, held
             if body_done:
                 # After the body only a disconnect can come; it has no deadline.
                 return await receive()
@@ -55,13 +74,17 @@ class BodyLimit:
                     receive(), timeout=max(0.01, end - time.monotonic())
                 )
             except TimeoutError:
-                raise _BodyProblem(408, "body_timeout", "request body arrived too slowly") from None
+                raise BodyProblem(408, "body_timeout", "request body arrived too slowly") from None
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _BodyProblem(
-                        413, "body_too_large", f"body is larger than {self.limit} bytes"
-                    )
+                size = len(message.get("body", b""))
+                received += size
+                if received > limit:
+                    raise BodyProblem(413, "body_too_large", f"body is larger than {limit} bytes")
+                if budgeted:
+                    if self._held + size > self.json_budget:
+                        raise BodyProblem(503, "busy", "too many large requests at once")
+                    self._held += size
+                    held += size
                 body_done = not message.get("more_body", False)
             return message
 
@@ -72,14 +95,20 @@ class BodyLimit:
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyProblem as p:
+        except BodyProblem as p:
             if not started:
-                await send_error(send, p.status, p.code, p.message)
+                await send_error(send, p.status, p.code, p.message, dict(p.headers or {}))
+        finally:
+            self._held -= held
 
 
-class _BodyProblem(Exception):
+class BodyProblem(HTTPException):
+    """A body refused while it is read. An HTTPException so that FastAPI, which turns other
+    errors raised while reading a body into a generic 400, lets it through to the handler."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
+        headers = {"Retry-After": "1"} if status == 503 else None
+        super().__init__(status, message, headers)
         self.status, self.code, self.message = status, code, message
 
 
