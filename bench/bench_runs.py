@@ -105,11 +105,28 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def memory_cgroup(container_id: str) -> Path:
+    """The container's memory cgroup folder (cgroup v1), wherever its parent put it."""
+    pid = int(
+        subprocess.run(
+            ["docker", "inspect", "-f", "{{.State.Pid}}", container_id],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return Path("/sys/fs/cgroup/memory") / path.lstrip("/")
+    raise RuntimeError(f"no memory cgroup for {container_id}")
+
+
 def idle_warm_memory(session: Session, backend: DockerBackend) -> dict[str, float]:
     session.ready(60)
     time.sleep(1.0)  # let the interpreter settle after its start
     (c,) = backend.list_managed({LABEL_MANAGED: "1", LABEL_SESSION: session.id})
-    base = Path(f"/sys/fs/cgroup/memory/docker/{c.ref.id}")
+    base = memory_cgroup(c.ref.id)
     usage = int((base / "memory.usage_in_bytes").read_text())
     stat = dict(line.split() for line in (base / "memory.stat").read_text().splitlines())
     return {

@@ -52,6 +52,9 @@ class LaunchSpec:
     hostname: str = "sandbox"
     workdir: str = WORKSPACE
     env: Mapping[str, str] = field(default_factory=dict)
+    cpu_group: str | None = None
+    """Boxes with the same group share one CPU weight: under contention every group (a tenant)
+    gets an equal share of the host, however many boxes it runs. None: the engine's default."""
 
 
 LAUNCH_SPEC_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(LaunchSpec))

@@ -7,6 +7,7 @@ remove), with none of the extra inspects the high-level models do.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -27,18 +28,32 @@ from sandbox.exceptions import (
     BackendError,
     BackendUnavailableError,
     ImageBuildError,
+    InvalidInputError,
     NotFoundError,
 )
 
 __all__ = ["DockerBackend", "DockerBackendConfig", "map_docker_errors"]
 
-# Where the engine's memory cgroup of a container may live, by cgroup version and driver.
+# Where the engine's memory cgroup of a container may live, by cgroup version and driver;
+# {parent} is the container's cgroup parent ("/docker" unless a CPU group set one).
 _OOM_FILES = (
-    ("/sys/fs/cgroup/memory/docker/{id}/memory.oom_control", "oom_kill"),
+    ("/sys/fs/cgroup/memory{parent}/{id}/memory.oom_control", "oom_kill"),
     ("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.oom_control", "oom_kill"),
-    ("/sys/fs/cgroup/docker/{id}/memory.events", "oom_kill"),
+    ("/sys/fs/cgroup{parent}/{id}/memory.events", "oom_kill"),
     ("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events", "oom_kill"),
 )
+# Tenants' CPU groups live under one parent of their own (cgroupfs driver).
+CPU_GROUP_ROOT = "/sbx-tenants"
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
+
+def _cgroup_parent(group: str | None) -> str | None:
+    """Raises InvalidInputError for a group name that is not a plain path segment."""
+    if group is None:
+        return None
+    if not _GROUP_NAME.fullmatch(group):
+        raise InvalidInputError(f"bad CPU group name {group!r:.80}")
+    return f"{CPU_GROUP_ROOT}/{group}"
 
 
 @contextlib.contextmanager
@@ -63,6 +78,7 @@ class DockerBackend:
 
     def __init__(self, config: DockerBackendConfig | None = None) -> None:
         self.config = config or DockerBackendConfig()
+        self._parents: dict[str, str] = {}  # container id -> its cgroup parent
         with map_docker_errors("connect"):
             if self.config.base_url:
                 self._api = docker.APIClient(
@@ -121,6 +137,7 @@ class DockerBackend:
             restart_policy={"Name": "no"},
             oom_score_adj=500,
             runtime=spec.runtime,
+            cgroup_parent=_cgroup_parent(spec.cpu_group),
         )
         with map_docker_errors("create container"):
             created = self._api.create_container(
@@ -133,7 +150,9 @@ class DockerBackend:
                 network_disabled=True,
                 host_config=host_config,
             )
-        return ContainerRef(created["Id"])
+        ref = ContainerRef(created["Id"])
+        self._parents[ref.id] = host_config.get("CgroupParent") or "/docker"
+        return ref
 
     def start(self, ref: ContainerRef) -> None:
         with map_docker_errors("start container"):
@@ -150,6 +169,7 @@ class DockerBackend:
                 raise
 
     def remove(self, ref: ContainerRef) -> None:
+        self._parents.pop(ref.id, None)
         try:
             with map_docker_errors("remove container"):
                 self._api.remove_container(ref.id, force=True, v=True)
@@ -174,9 +194,10 @@ class DockerBackend:
         return ExitInfo(exit_code=int(state["ExitCode"]), oom_killed=bool(state["OOMKilled"]))
 
     def oom_kills(self, ref: ContainerRef) -> int | None:
+        parent = self._parents.get(ref.id, "/docker")
         for pattern, key in _OOM_FILES:
             try:
-                text = Path(pattern.format(id=ref.id)).read_text()
+                text = Path(pattern.format(id=ref.id, parent=parent)).read_text()
             except OSError:
                 continue
             for line in text.splitlines():

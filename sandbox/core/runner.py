@@ -216,6 +216,7 @@ class Runner:
             channel_dir=channel.dir,
             labels=labels,
             servers=parts.bridge.servers_dir if parts.bridge else None,
+            owner=box.owner,
         )
         ref: ContainerRef | None = None
         egress: EgressProxy | None = None

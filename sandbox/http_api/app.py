@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import anyio.to_thread
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -49,6 +50,11 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = state.orchestrator is None
+        # Runs hold a worker thread each, at most runs_total of them (admission's slots): the
+        # pool is sized so that past them other requests (files, skills, sessions) still have
+        # threads, whatever runs a tenant keeps going.
+        limiter = anyio.to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, settings.api.runs_total + 32)
         connecting = asyncio.create_task(_connect(state))
         expiry = asyncio.create_task(_expire_loop(state))
         try:

@@ -10,7 +10,7 @@ import docker
 import pytest
 
 from sandbox.backends.base import LAUNCH_SPEC_FIELDS
-from sandbox.backends.docker import DockerBackend
+from sandbox.backends.docker import CPU_GROUP_ROOT, DockerBackend
 from tests.conftest import RUN_ID
 from tests.contract import CHECKED_HERE, BackendContract, Boxes
 
@@ -56,7 +56,9 @@ def test_docker_claims_every_launch_spec_field(backend: DockerBackend) -> None:
 def test_the_engine_holds_every_field_of_the_spec_and_the_fixed_hardening(
     boxes: Boxes, api: docker.APIClient
 ) -> None:
-    box = boxes.create(env={"SBX_CONTRACT_ENV": "1"}, hostname="contract-box")
+    box = boxes.create(
+        env={"SBX_CONTRACT_ENV": "1"}, hostname="contract-box", cpu_group="tcontract"
+    )
     spec = box.spec
     got = api.inspect_container(box.ref.id)
     host, config = got["HostConfig"], got["Config"]
@@ -88,6 +90,7 @@ def test_the_engine_holds_every_field_of_the_spec_and_the_fixed_hardening(
     assert host["NetworkMode"] == spec.network == "none"
     assert config.get("NetworkDisabled") is True
     assert host["Runtime"] == spec.runtime
+    assert host["CgroupParent"] == f"{CPU_GROUP_ROOT}/{spec.cpu_group}"
     # What every box gets, whatever the spec says.
     assert host["ReadonlyRootfs"] is True
     assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")

@@ -285,3 +285,21 @@ def test_sandbox_gc_beside_a_live_controller_removes_only_expired_containers(
     with pytest.raises(docker.errors.NotFound):
         api.inspect_container(expired)
     assert containers_of(backend, session), "the live session's warm container must survive"
+
+
+def test_each_owner_gets_one_cpu_group_of_its_own(
+    orc: Orchestrator, backend: DockerBackend
+) -> None:
+    # Under contention each tenant gets an equal CPU share, however many boxes it runs.
+    with (
+        orc.session(owner="alice") as a1,
+        orc.session(owner="alice") as a2,
+        orc.session(owner="bob") as b,
+    ):
+        parents = {}
+        for s in (a1, a2, b):
+            assert s.ready()
+            (cid,) = containers_of(backend, s)
+            parents[s.id] = docker.APIClient().inspect_container(cid)["HostConfig"]["CgroupParent"]
+    assert parents[a1.id] == parents[a2.id] != parents[b.id]
+    assert parents[b.id].startswith("/sbx-tenants/t") and "bob" not in parents[b.id]

@@ -209,5 +209,5 @@ def test_hostile_load_stays_under_the_memory_formula(make_orc: MakeOrc, tmp_path
         stop.set()
         sampler.join()
     growth = max(peak) - before
-    print(f'growth {growth / MiB:.1f} MiB, ceiling {ceiling / MiB:.1f} MiB')
+    print(f"growth {growth / MiB:.1f} MiB, ceiling {ceiling / MiB:.1f} MiB")
     assert growth < ceiling, (growth / MiB, ceiling / MiB)
