@@ -13,18 +13,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
+import re
 import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sandbox.audit import AuditLog
 
+logger = logging.getLogger(__name__)
+
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 MAX_HEAD = 16 * 1024
+MAX_HEADERS = 100
 MAX_CONNECTIONS = 16
+HEAD_TIMEOUT_S = 10.0
 IDLE_S = 60.0
+_SHOWN = 200  # characters of a refused request kept in its audit record
+
+_REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) ([\x21-\x7e]{1,8192}) (HTTP/1\.[01])")
+_HEADER = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]{1,256}:[\t\x20-\x7e\x80-\xff]*")
+_HOST = re.compile(r"[a-z0-9._-]{1,253}|\[[0-9a-f:.]{2,45}\]")
+_PORT = re.compile(r"[0-9]{1,5}")  # not int()'s idea of a digit: '١٢٣' and '²' are not ports
 
 
 async def _resolve(host: str, port: int) -> list[str]:
@@ -95,78 +108,139 @@ class EgressProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self._active >= MAX_CONNECTIONS:
             await _reply(writer, 429, "too many connections")
+            _close(writer)
             return
         self._active += 1
-        started = time.monotonic()
         try:
-            try:
-                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
-                await _reply(writer, 400, "bad request")
-                return
-            if len(head) > MAX_HEAD:
-                await _reply(writer, 431, "request head too large")
-                return
-            line, _, rest = head.partition(b"\r\n")
-            parts = line.decode("latin-1").split()
-            if len(parts) != 3:
-                await _reply(writer, 400, "bad request line")
-                return
-            method, target, version = parts
-            parsed = _parse_target(method, target)
-            if parsed is None:
-                self._record("egress_denied", target=target[:200], reason="unsupported_request")
-                await _reply(writer, 400, "only CONNECT host:port and http:// URLs are proxied")
-                return
-            host, port, path = parsed
-            address, reason = await self.decide(host, port)
-            if address is None:
-                self._record("egress_denied", host=host[:253], port=port, reason=reason)
-                await _reply(writer, 403, f"egress to {host}:{port} is not allowed ({reason})")
-                return
-            try:
-                up_reader, up_writer = await asyncio.wait_for(
-                    asyncio.open_connection(address, port), 10
-                )
-            except (OSError, TimeoutError):
-                self._record("egress_denied", host=host[:253], port=port, reason="connect_failed")
-                await _reply(writer, 502, "upstream connection failed")
-                return
-            if method == "CONNECT":
-                writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                await writer.drain()
-            else:
-                up_writer.write(f"{method} {path} {version}\r\n".encode("latin-1") + rest)
-            sent, received = await _pipe(reader, writer, up_reader, up_writer)
-            self._record(
-                "egress",
-                host=host[:253],
-                port=port,
-                method=method,
-                bytes_out=sent,
-                bytes_in=received,
-                duration_ms=round((time.monotonic() - started) * 1000, 1),
-            )
+            await self._serve(reader, writer)
+        except Exception:  # the top of one connection's handler: log it, keep serving the rest
+            logger.exception("egress proxy: a connection of run %s failed", self.ctx.exec_id)
         finally:
             self._active -= 1
-            with contextlib.suppress(Exception):
-                writer.close()
+            _close(writer)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        started = time.monotonic()
+        head, problem = await _read_head(reader)
+        request = _parse_head(head) if problem is None else problem
+        if isinstance(request, str):
+            # Answered first: a refusal is safe to send even when its record cannot be written.
+            await _reply(writer, 400, f"malformed request ({request})")
+            self._record("egress_refused", reason=request, target=_shown(head))
+            return
+        host, port = request.host, request.port
+        address, reason = await self.decide(host, port)
+        if address is None:
+            self._record("egress_denied", host=host, port=port, reason=reason)
+            await _reply(writer, 403, f"egress to {host}:{port} is not allowed ({reason})")
+            return
+        try:
+            up_reader, up_writer = await asyncio.wait_for(
+                asyncio.open_connection(address, port), 10
+            )
+        except (OSError, TimeoutError):
+            self._record("egress_denied", host=host, port=port, reason="connect_failed")
+            await _reply(writer, 502, "upstream connection failed")
+            return
+        if request.method == "CONNECT":
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await writer.drain()
+        else:
+            line = f"{request.method} {request.path} {request.version}\r\n"
+            up_writer.write(line.encode("ascii") + request.rest)
+        sent, received = await _pipe(reader, writer, up_reader, up_writer)
+        self._record(
+            "egress",
+            host=host,
+            port=port,
+            method=request.method,
+            bytes_out=sent,
+            bytes_in=received,
+            duration_ms=round((time.monotonic() - started) * 1000, 1),
+        )
+
+
+class _Request(NamedTuple):
+    method: str
+    host: str
+    port: int
+    path: str
+    version: str
+    rest: bytes
+    """The header lines and the blank line after them, forwarded as they came."""
+
+
+async def _read_head(reader: asyncio.StreamReader) -> tuple[bytes, str | None]:
+    """The request head with its blank line; or what came of it, and why it is not one."""
+    try:
+        return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), HEAD_TIMEOUT_S), None
+    except asyncio.LimitOverrunError:
+        return await reader.read(MAX_HEAD), "head_too_large"  # already buffered: no wait
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial, "incomplete_head"
+    except TimeoutError:
+        return b"", "head_timeout"
+    except OSError:
+        return b"", "connection_lost"
+
+
+def _parse_head(head: bytes) -> _Request | str:
+    """The request in `head`, or the reason it is malformed."""
+    if len(head) > MAX_HEAD:
+        return "head_too_large"
+    line, _, rest = head.partition(b"\r\n")
+    match = _REQUEST_LINE.fullmatch(line)
+    if match is None:
+        return "bad_request_line"
+    headers = rest[:-4].split(b"\r\n") if rest != b"\r\n" else []
+    if len(headers) > MAX_HEADERS:
+        return "too_many_headers"
+    if not all(_HEADER.fullmatch(h) for h in headers):
+        return "bad_header"
+    method, target, version = (g.decode("ascii") for g in match.groups())
+    parsed = _parse_target(method, target)
+    if parsed is None:
+        return "bad_target"
+    return _Request(method, *parsed, version, rest)
 
 
 def _parse_target(method: str, target: str) -> tuple[str, int, str] | None:
+    """(host, port, path) of `CONNECT host:port` or `METHOD http://host[:port]/path`."""
     if method == "CONNECT":
-        host, sep, port = target.rpartition(":")
-        return (host.lower(), int(port), "") if sep and port.isdigit() and host else None
+        authority = _authority(target, None)
+        return (*authority, "") if authority else None
     if not target.startswith("http://"):
         return None
     rest = target[len("http://") :]
-    authority, slash, path = rest.partition("/")
-    host, sep, port = authority.rpartition(":")
-    if not sep or not port.isdigit():
-        host, port = authority, "80"
-    if not host or "@" in host:
+    netloc, slash, path = rest.partition("/")
+    authority = _authority(netloc, 80)
+    return (*authority, "/" + path if slash else "/") if authority else None
+
+
+def _authority(text: str, default_port: int | None) -> tuple[str, int] | None:
+    """(host, port) of 'host:port' or '[v6]:port'; a port is 1 to 5 ASCII digits, 1-65535."""
+    if text.endswith("]") or ":" not in text:
+        host, port = text, default_port
+    else:
+        host, _, digits = text.rpartition(":")
+        port = int(digits) if _PORT.fullmatch(digits) else None
+    host = host.lower()
+    if port is None or not 1 <= port <= 65535 or not _HOST.fullmatch(host):
         return None
-    return host.lower(), int(port), "/" + path if slash else "/"
+    return host, port
+
+
+def _shown(head: bytes) -> str:
+    """What a refused request asked for, for its audit record: its target, else its first
+    line, cut short."""
+    line = head.partition(b"\r\n")[0][: 4 * _SHOWN]
+    words = line.split(b" ")
+    return (words[1] if len(words) == 3 else line).decode("utf-8", "backslashreplace")[:_SHOWN]
+
+
+def _close(writer: asyncio.StreamWriter) -> None:
+    with contextlib.suppress(Exception):
+        writer.close()
 
 
 async def _reply(writer: asyncio.StreamWriter, status: int, message: str) -> None:

@@ -5,7 +5,8 @@ Built in: `strict` (small limits, no tools, gVisor, static analysis blocks), `de
 overrides profiles:
 
     {"profiles": {"etl": {"limits": {"memory_mb": 2048}, "tools": ["crm.*"], "runtime": "runc",
-                          "static_analysis": "warn", "commands": ["ls", "wc"]}}}
+                          "static_analysis": "warn", "commands": ["ls", "wc"],
+                          "commands_anywhere": false}}}
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class Profile(BaseModel):
     """Let allowlisted names resolve to private/loopback addresses (off: DNS-rebinding guard)."""
     static_analysis: Mode = "warn"
     commands: tuple[str, ...] = DEFAULT_COMMANDS
-    """Base commands `run_command` may start."""
+    """Program names `run_command` may start: bare ('ls', found on the box's system PATH,
+    never the run's PATH) or absolute in a system folder ('/usr/bin/ls')."""
+    commands_anywhere: bool = False
+    """Also start a listed name from any path ('./ls', '/workspace/ls') and pass LD_*
+    variables: lets a command run a program or library that code in the box wrote."""
 
 
 BUILTIN: dict[str, Profile] = {

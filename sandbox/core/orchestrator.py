@@ -209,12 +209,32 @@ class Orchestrator:
         return self._registry.all(owner)
 
     def search_tools(
-        self, query: str = "", detail: str = "summary", limit: int = 20
+        self,
+        query: str = "",
+        detail: str = "summary",
+        limit: int = 20,
+        *,
+        principal: Principal | None = None,
+        profile: str | None = None,
+        surface: str = "embedded",
     ) -> list[dict[str, Any]]:
-        """Find configured MCP tools by keywords; detail is 'name', 'summary' or 'schema'."""
+        """Find configured MCP tools by keywords; detail is 'name', 'summary' or 'schema'.
+
+        With a `principal`, only tools their sessions may call: those of `profile`, or of the
+        profile their sessions get when they name none. Without one, every configured tool.
+
+        Raises:
+            ProfileNotAllowedError: the principal may not use that profile (audited).
+            NotFoundError: no such profile.
+            InvalidInputError: detail is not name, summary or schema.
+        """
+        tools: tuple[str, ...] | None = None
+        if principal is not None:
+            name = self.admission.profile_for(principal, profile, surface=surface)
+            tools = pick(self.profiles, name).tools
         if self.bridge is None:
             return []
-        return self.bridge.search_tools(query, detail, limit)
+        return self.bridge.search_tools(query, detail, limit, tools)
 
     def expire_sessions(self, now: float | None = None) -> list[str]:
         """Close sessions past their TTL or idle time; returns their ids."""

@@ -16,7 +16,7 @@ from sandbox.analysis import AnalysisFinding, analyze
 from sandbox.audit import AuditError
 from sandbox.core.admission import Principal, Slot
 from sandbox.core.assembly import Parts
-from sandbox.core.commands import checked_argv, command_code
+from sandbox.core.commands import checked_argv, command_plan
 from sandbox.core.runner import Box, Runner
 from sandbox.core.skills import SkillStore
 from sandbox.exceptions import InvalidInputError, PolicyViolationError, SessionClosedError
@@ -146,27 +146,28 @@ class Session:
         """Run a command (argv, no shell) in a fresh container, like `run` does code.
 
         A string is split with shlex and refused if it holds shell syntax (; | & $( ` < >).
-        The base command must be on the profile's allowlist.
+        The program must be allowed by the profile (`sandbox.core.commands.command_plan`).
 
         Raises:
-            PolicyViolationError: shell syntax, or a command the profile does not allow.
+            PolicyViolationError: shell syntax, a program, path or environment the profile
+                does not allow, or (static analysis 'block') findings in `python3 -c` code.
             InvalidInputError, QueueFullError, SessionClosedError, BackendError: as for `run`.
         """
         try:
             argv = checked_argv(command)
-            base = argv[0].rsplit("/", 1)[-1]
-            if base not in self.profile.commands:
-                self._violation(["command_not_allowed"], command=base[:64])
-                raise PolicyViolationError(
-                    f"command {base!r:.64} is not allowed in profile {self.profile.name!r}"
-                )
-            code = command_code(argv)
+            try:
+                code, findings = command_plan(argv, env, self.profile)
+            except PolicyViolationError as exc:
+                rules = {f.rule for f in exc.findings if isinstance(f, AnalysisFinding)}
+                self._violation(sorted(rules), command=argv[0][:64])
+                raise
             checked = self._check_run_args(code, timeout, env)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        return self._admitted(code, checked, env, None, "command", [], slot)
+        result = self._admitted(code, checked, env, None, "command", findings, slot)
+        return result.model_copy(update={"findings": findings}) if findings else result
 
     def stream(
         self, code: str, timeout: float | None = None, env: dict[str, str] | None = None

@@ -59,6 +59,33 @@ def test_commands_run_without_a_shell_and_only_from_the_allowlist(porc: Orchestr
             s.run_command("ls; id")
 
 
+PLANT = """
+import os, subprocess
+with open("ls", "w") as f:
+    f.write("#!/bin/sh\\necho pwned\\n")
+os.chmod("ls", 0o755)
+print(subprocess.run(["/workspace/ls"], capture_output=True, text=True).stdout, end="")
+"""
+
+
+def test_a_program_planted_in_the_workspace_is_never_what_a_command_runs(
+    porc: Orchestrator,
+) -> None:
+    with porc.session(owner="a", profile="guarded") as s:
+        assert s.run(PLANT).stdout == "pwned\n"  # the plant is real and would run
+        for env in (None, {"PATH": "/workspace"}, {"PATH": ".:/workspace"}):
+            r = s.run_command(["ls", "-1"], env=env)
+            assert (r.stdout, r.exit_code) == ("ls\n", 0), r.stderr
+        assert s.run_command(["/bin/ls", "-1"]).stdout == "ls\n"
+        for program in ("/workspace/ls", "./ls", "../workspace/ls"):
+            with pytest.raises(PolicyViolationError):
+                s.run_command([program])
+        with pytest.raises(PolicyViolationError):
+            s.run_command(["python3", "-c", "import ctypes"])  # "guarded" blocks
+    rules = [r["rules"] for r in porc.audit.read() if r["event"] == "policy_violation"]
+    assert ["command_path"] in rules and ["ctypes"] in rules
+
+
 def test_a_profile_sets_the_limits_and_a_key_may_be_kept_to_some(porc: Orchestrator) -> None:
     with porc.session(owner="a", profile="tight") as s:
         assert s.limits.memory_mb == 64

@@ -82,6 +82,7 @@ def test_builtin_profiles_and_a_profiles_file(tmp_path: Path) -> None:
     )
     profiles = load_profiles(path)
     assert profiles["etl"].limits.memory_mb == 1024 and profiles["etl"].tools == ("crm.*",)
+    assert not profiles["etl"].commands_anywhere  # commands from the workspace: opt-in only
     assert set(profiles) >= {"strict", "default", "data-science", "etl"}
     with pytest.raises(NotFoundError):
         pick(profiles, "etl", allowed=("default",))

@@ -1,4 +1,4 @@
-"""The configured MCP tools, searchable by keyword."""
+"""The MCP tools the caller's sessions may call, searchable by keyword."""
 
 from __future__ import annotations
 
@@ -18,5 +18,9 @@ async def search_tools(
     query: str = "",
     detail: Literal["name", "summary", "schema"] = "summary",
     limit: Annotated[int, Query(gt=0, le=200)] = 20,
+    profile: Annotated[str | None, Query(max_length=64)] = None,
 ) -> list[dict[str, Any]]:
-    return state.orc().search_tools(query, detail, limit)
+    """Tools of `profile`, or of the profile the key's sessions get when none is named."""
+    return state.orc().search_tools(
+        query, detail, limit, principal=key, profile=profile, surface="rest"
+    )
