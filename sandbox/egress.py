@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
-from sandbox.audit import AuditLog
+from sandbox.audit_queue import AuditQueue
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,12 @@ class EgressContext:
 class EgressProxy:
     """One run's proxy; lives on the bridge's event loop."""
 
-    def __init__(self, ctx: EgressContext, audit: AuditLog, resolver: Resolver = _resolve) -> None:
-        self.ctx, self._audit, self._resolver = ctx, audit, resolver
+    def __init__(
+        self, ctx: EgressContext, records: AuditQueue, resolver: Resolver = _resolve
+    ) -> None:
+        # Records are written by the queue's thread, never on the loop this proxy shares with
+        # every tenant's tool calls; refusals are aggregated (one record per kind and second).
+        self.ctx, self._records, self._resolver = ctx, records, resolver
         self._server: asyncio.AbstractServer | None = None
         self._active = 0
 
@@ -73,7 +77,16 @@ class EgressProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
     def _record(self, event: str, **fields: object) -> None:
-        self._audit.record(
+        self._records.put(
+            event,
+            owner=self.ctx.owner,
+            session=self.ctx.session,
+            exec_id=self.ctx.exec_id,
+            **fields,
+        )
+
+    def _refused(self, event: str, **fields: str | int | None) -> None:
+        self._records.count(
             event,
             owner=self.ctx.owner,
             session=self.ctx.session,
@@ -126,12 +139,12 @@ class EgressProxy:
         if isinstance(request, str):
             # Answered first: a refusal is safe to send even when its record cannot be written.
             await _reply(writer, 400, f"malformed request ({request})")
-            self._record("egress_refused", reason=request, target=_shown(head))
+            self._refused("egress_refused", reason=request, target=_shown(head))
             return
         host, port = request.host, request.port
         address, reason = await self.decide(host, port)
         if address is None:
-            self._record("egress_denied", host=host, port=port, reason=reason)
+            self._refused("egress_denied", host=host, port=port, reason=reason)
             await _reply(writer, 403, f"egress to {host}:{port} is not allowed ({reason})")
             return
         try:
@@ -139,7 +152,7 @@ class EgressProxy:
                 asyncio.open_connection(address, port), 10
             )
         except (OSError, TimeoutError):
-            self._record("egress_denied", host=host, port=port, reason="connect_failed")
+            self._refused("egress_denied", host=host, port=port, reason="connect_failed")
             await _reply(writer, 502, "upstream connection failed")
             return
         if request.method == "CONNECT":

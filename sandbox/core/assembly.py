@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO
 
 from sandbox.audit import AuditKeys, AuditLog
+from sandbox.audit_queue import AuditQueue
 from sandbox.backends import make_backend
 from sandbox.backends.base import Backend
 from sandbox.bridge.config import load_config
@@ -51,6 +52,14 @@ class Parts:
     pii: tuple[MasterKeys, Detector] | None = None
     bridge: ToolBridge | None = None
     lock_file: IO[bytes] | None = None
+    records: AuditQueue | None = None
+    """Audit records written off the hot paths (egress proxies)."""
+
+    @property
+    def egress_records(self) -> AuditQueue:
+        if self.records is None:
+            self.records = AuditQueue(self.audit, self.settings.controller_id)
+        return self.records
 
     def close(self) -> None:
         """Release everything, in the reverse order of building it."""
@@ -59,6 +68,8 @@ class Parts:
             self.bridge.close()
         self.loop.close()
         self.backend.close()
+        if self.records is not None:
+            self.records.close()
         self.admission.close()
         self.audit.close()
         if self.lock_file is not None:
@@ -112,6 +123,7 @@ def assemble(
             keys if keys is not None else KeyStore(settings.data_dir / "keys.json"),
         ),
         lock_file=lock_file,
+        records=AuditQueue(audit, settings.controller_id),
     )
     try:
         parts.backend.ping()

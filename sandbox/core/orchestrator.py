@@ -253,6 +253,14 @@ class Orchestrator:
         validate_id(owner, "owner")
         return SkillStore(self._parts.storage, owner, self.settings.limits.skills_mb)
 
+    def flush_audit(self, timeout: float = 5.0) -> None:
+        """Wait until every audit record queued so far (refusals, tool calls, egress) is on
+        the trail; they are written off the hot paths, within about a second."""
+        self.admission.flush(timeout)
+        if self.bridge is not None:
+            self.bridge.records.flush(timeout)
+        self._parts.egress_records.flush(timeout)
+
     # -- garbage --------------------------------------------------------------------------
 
     def gc(self, now: float | None = None) -> int:

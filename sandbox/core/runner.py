@@ -230,7 +230,7 @@ class Runner:
                         frozenset(box.profile.egress),
                         box.profile.egress_private,
                     ),
-                    parts.audit,
+                    parts.egress_records,
                 )
                 parts.loop.run(egress.start(channel.dir / EGRESS_SOCKET), 10)
             ref = parts.backend.create(spec)

@@ -24,6 +24,12 @@ MAILER = str(ROOT / "examples" / "mcp_servers" / "mailer.py")
 FAULTY = str(ROOT / "tests" / "servers" / "faulty.py")
 
 
+def trail(orc: Orchestrator) -> list[dict[str, object]]:
+    """The audit trail, once the bridge's queued records are on it."""
+    orc.flush_audit()
+    return orc.audit.read()
+
+
 def stdio(path: str) -> dict[str, object]:
     return {"command": sys.executable, "args": [path]}
 
@@ -210,9 +216,7 @@ except PermissionError:
     )
     assert out == "refused unauthorized\nrefused empty\n"
     reasons = [
-        e["reason"]
-        for e in borc.audit.read()
-        if e["event"] == "token_refused" and e["session"] == bs.id
+        e["reason"] for e in trail(borc) if e["event"] == "token_refused" and e["session"] == bs.id
     ]
     assert reasons[-2:] == ["forged", "missing"]
 
@@ -233,8 +237,8 @@ except sandbox_tools.ToolAuthError:
 """,
     )
     assert out == "refused\n"
-    last = [e for e in borc.audit.read() if e["event"] == "token_refused"][-1]
-    assert last["reason"] == "replayed" and old not in json.dumps(borc.audit.read())
+    last = [e for e in trail(borc) if e["event"] == "token_refused"][-1]
+    assert last["reason"] == "replayed" and old not in json.dumps(trail(borc))
 
 
 def test_a_token_from_another_session_is_refused_even_while_its_run_is_live(
@@ -274,7 +278,7 @@ except sandbox_tools.ToolAuthError:
         a.delete_file("go")
         t.join(30)
     assert out == "refused\n"
-    last = [e for e in borc.audit.read() if e["event"] == "token_refused"][-1]
+    last = [e for e in trail(borc) if e["event"] == "token_refused"][-1]
     assert last["reason"] == "wrong_run" and last["session"] == b.id
 
 
@@ -356,7 +360,7 @@ print(done < 200, limited > 0)
 
 def test_every_call_is_audited_without_argument_values(borc: Orchestrator, bs: Session) -> None:
     ok(bs, "from servers.faulty import echo; echo(text='secret-arg-4711')")
-    events = [e for e in borc.audit.read() if e["event"] == "tool_call" and e["session"] == bs.id]
+    events = [e for e in trail(borc) if e["event"] == "tool_call" and e["session"] == bs.id]
     assert events and events[-1]["tool"] == "echo" and events[-1]["outcome"] == "ok"
     assert {"owner", "exec_id", "duration_ms", "server"} <= set(events[-1])
     assert "secret-arg-4711" not in borc.audit.path.read_text()  # type: ignore[union-attr]

@@ -100,6 +100,7 @@ def test_only_the_allowlisted_host_answers_and_everything_else_is_refused_and_re
         "direct": "refused",
         "dns": "failed",
     }
+    eorc.flush_audit()  # records are written off the event loop
     events = [e for e in eorc.audit.read() if e["event"] in ("egress", "egress_denied")]
     assert any(
         e["event"] == "egress" and e["host"] == "localhost" and e["port"] == web for e in events
