@@ -66,9 +66,12 @@ class AsyncClient(BaseClient):
         return AsyncRemoteSession(self, info["id"], info["owner"])
 
     async def search_tools(
-        self, query: str = "", detail: str = "summary", limit: int = 20
+        self, query: str = "", detail: str = "summary", limit: int = 20, profile: str | None = None
     ) -> list[ToolInfo]:
+        """Tools of `profile`, or of the profile this key's sessions get by default."""
         params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        if profile is not None:
+            params["profile"] = profile
         return (await self.request("GET", "/v1/tools", params=params)).json()  # type: ignore[no-any-return]
 
     async def list_skills(self) -> list[FileEntry]:
@@ -195,7 +198,8 @@ class AsyncRemoteSession:
     async def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
     ) -> list[ToolInfo]:
-        return await self._c.search_tools(query, detail, limit)
+        params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        return (await self._c.request("GET", f"{self._base}/tools", params=params)).json()  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         with contextlib.suppress(NotFoundError):

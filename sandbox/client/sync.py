@@ -65,9 +65,12 @@ class Client(BaseClient):
         return RemoteSession(self, info["id"], info["owner"])
 
     def search_tools(
-        self, query: str = "", detail: str = "summary", limit: int = 20
+        self, query: str = "", detail: str = "summary", limit: int = 20, profile: str | None = None
     ) -> list[ToolInfo]:
+        """Tools of `profile`, or of the profile this key's sessions get by default."""
         params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        if profile is not None:
+            params["profile"] = profile
         return self.request("GET", "/v1/tools", params=params).json()  # type: ignore[no-any-return]
 
     def list_skills(self) -> list[FileEntry]:
@@ -192,7 +195,8 @@ class RemoteSession:
     def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
     ) -> list[ToolInfo]:
-        return self._c.search_tools(query, detail, limit)
+        params: dict[str, str | int] = {"query": query, "detail": detail, "limit": limit}
+        return (self._c.request("GET", f"{self._base}/tools", params=params)).json()  # type: ignore[no-any-return]
 
     def close(self) -> None:
         with contextlib.suppress(NotFoundError):  # already expired or closed

@@ -80,3 +80,22 @@ def test_the_core_filters_by_principal_and_lists_everything_without_one(
     assert len(orc.search_tools(detail="name", limit=200)) > 1  # embedded: the operator
     with pytest.raises(NotFoundError):
         orc.search_tools(principal=strict, profile="narrow")
+
+
+def test_a_sessions_tool_listing_follows_its_own_allowlist(orc: Orchestrator) -> None:
+    keys = KeyStore(orc.settings.data_dir / "keys.json")
+    secret = keys.create("owner-sess")[1]
+
+    async def main() -> tuple[list[str], int]:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(orchestrator=orc, keys=keys)),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as c:
+            sid = (await c.post("/v1/sessions", json={"tools": ["faulty.noop"]})).json()["id"]
+            r = await c.get(f"/v1/sessions/{sid}/tools", params={"detail": "name"})
+            other = await c.get("/v1/sessions/" + "0" * 32 + "/tools")
+            return sorted(t["name"] for t in r.json()), other.status_code
+
+    names, missing = asyncio.run(main())
+    assert names == ["faulty.noop"] and missing == 404
