@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -21,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
+from serve import sandbox_serve
 
 from sandbox import Orchestrator, Session, Settings
 from sandbox.backends.docker import DockerBackend
@@ -30,21 +28,14 @@ from sandbox.images import ensure_image
 from sandbox.keys import KeyStore
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextmanager
 def server(image: str, warm: bool) -> Iterator[tuple[str, str]]:
     data = Path(tempfile.mkdtemp(prefix="sbx-bench-api-"))
     key = KeyStore(data / "keys.json").create("bench")[1]
-    port = free_port()
     env = {
         **os.environ,
         "SANDBOX_DATA_DIR": str(data),
-        "SANDBOX_CONTROLLER_ID": f"benchapi{port}",
+        "SANDBOX_CONTROLLER_ID": f"benchapi{os.getpid()}{warm:d}",
         "SANDBOX_IMAGE": image,
         "SANDBOX_WARM": str(warm).lower(),
         "SANDBOX_API__RUNS_PER_KEY": "32",
@@ -52,25 +43,8 @@ def server(image: str, warm: bool) -> Iterator[tuple[str, str]]:
         "SANDBOX_API__RATE_PER_S": "10000",
         "SANDBOX_API__RATE_BURST": "10000",
     }
-    proc = subprocess.Popen(
-        ["sandbox", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
+    with sandbox_serve(env) as (url, _):
         yield url, key
-    finally:
-        proc.terminate()
-        proc.wait(60)
 
 
 def timed_run(session: Session | RemoteSession, warm: bool) -> Callable[[], float]:

@@ -16,8 +16,6 @@ import argparse
 import json
 import os
 import secrets
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+from serve import sandbox_serve
 
 ROOT = Path(__file__).parents[1]
 FAULTY = ROOT / "tests" / "servers" / "faulty.py"
@@ -64,12 +63,6 @@ for _ in range(200):
 SLOW = "import time\nprint('start', flush=True)\ntime.sleep(5)"
 VICTIM_RUN = "print(1)"
 VICTIM_TOOL = "from servers.f import noop\nprint(noop())"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -177,7 +170,6 @@ def main() -> None:
     (data / "mcp.json").write_text(
         json.dumps({"mcpServers": {"f": {"command": sys.executable, "args": [str(FAULTY)]}}})
     )
-    port = free_port()
     env = {
         **os.environ,
         "SANDBOX_DATA_DIR": str(data),
@@ -196,21 +188,7 @@ def main() -> None:
             check=True,
         )
         keys[owner] = out.stdout.strip()
-    server = subprocess.Popen(
-        ["sandbox", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
+    with sandbox_serve(env) as (url, server):
         victim, bad_tenant = Tenant(url, keys["victim"]), Tenant(url, keys["attacker"])
         vsid = victim.session()
         victim.run(vsid, VICTIM_TOOL)  # warm-up
@@ -232,9 +210,6 @@ def main() -> None:
                     th.join(60)
                 phases[phase] += lat
         peak = peak_rss(server.pid)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        server.wait(60)
 
     print(f"# victim latency, one run per request, {args.rounds} x {args.seconds:g} s per phase\n")
     print("| phase | requests | failed | p50 ms | p99 ms |")

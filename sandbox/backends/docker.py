@@ -47,6 +47,37 @@ CPU_GROUP_ROOT = "/sbx-tenants"
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+# The tenants' boxes together weigh a quarter of what the engine and the controller do, so a
+# host full of busy boxes still creates, starts and removes containers promptly.
+_TENANTS_WEIGHT = (
+    ("/sys/fs/cgroup/cpu" + CPU_GROUP_ROOT, "cpu.shares", "256"),  # v1; the default is 1024
+    ("/sys/fs/cgroup" + CPU_GROUP_ROOT, "cpu.weight", "25"),  # v2; the default is 100
+)
+
+
+def _weigh_tenants() -> None:
+    """Create the tenants' parent CPU group with its weight, where this controller may."""
+    for folder, name, value in _TENANTS_WEIGHT:
+        root = Path(folder).parent
+        if not root.is_dir() or (
+            name == "cpu.weight" and not (root / "cgroup.controllers").exists()
+        ):
+            continue
+        with contextlib.suppress(OSError):  # not root, or another layout: the default weight
+            Path(folder).mkdir(exist_ok=True)
+            (Path(folder) / name).write_text(value)
+            return
+
+
+def _prune_group(parent: str) -> None:
+    """Remove a tenant's CPU group once it holds no container (rmdir refuses a busy one)."""
+    for hierarchy in Path("/sys/fs/cgroup").iterdir():
+        with contextlib.suppress(OSError):
+            (hierarchy / parent.lstrip("/")).rmdir()
+    with contextlib.suppress(OSError):
+        (Path("/sys/fs/cgroup") / parent.lstrip("/")).rmdir()  # v2: one hierarchy
+
+
 def _cgroup_parent(group: str | None) -> str | None:
     """Raises InvalidInputError for a group name that is not a plain path segment."""
     if group is None:
@@ -79,6 +110,7 @@ class DockerBackend:
     def __init__(self, config: DockerBackendConfig | None = None) -> None:
         self.config = config or DockerBackendConfig()
         self._parents: dict[str, str] = {}  # container id -> its cgroup parent
+        self._weighed = False
         with map_docker_errors("connect"):
             if self.config.base_url:
                 self._api = docker.APIClient(
@@ -150,6 +182,9 @@ class DockerBackend:
                 network_disabled=True,
                 host_config=host_config,
             )
+        if spec.cpu_group is not None and not self._weighed:
+            _weigh_tenants()
+            self._weighed = True
         ref = ContainerRef(created["Id"])
         self._parents[ref.id] = host_config.get("CgroupParent") or "/docker"
         return ref
@@ -169,7 +204,14 @@ class DockerBackend:
                 raise
 
     def remove(self, ref: ContainerRef) -> None:
-        self._parents.pop(ref.id, None)
+        parent = self._parents.pop(ref.id, None)
+        try:
+            self._remove(ref)
+        finally:
+            if parent is not None and parent.startswith(CPU_GROUP_ROOT + "/"):
+                _prune_group(parent)
+
+    def _remove(self, ref: ContainerRef) -> None:
         try:
             with map_docker_errors("remove container"):
                 self._api.remove_container(ref.id, force=True, v=True)
