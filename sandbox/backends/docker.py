@@ -69,15 +69,6 @@ def _weigh_tenants() -> None:
             return
 
 
-def _prune_group(parent: str) -> None:
-    """Remove a tenant's CPU group once it holds no container (rmdir refuses a busy one)."""
-    for hierarchy in Path("/sys/fs/cgroup").iterdir():
-        with contextlib.suppress(OSError):
-            (hierarchy / parent.lstrip("/")).rmdir()
-    with contextlib.suppress(OSError):
-        (Path("/sys/fs/cgroup") / parent.lstrip("/")).rmdir()  # v2: one hierarchy
-
-
 def _cgroup_parent(group: str | None) -> str | None:
     """Raises InvalidInputError for a group name that is not a plain path segment."""
     if group is None:
@@ -204,14 +195,9 @@ class DockerBackend:
                 raise
 
     def remove(self, ref: ContainerRef) -> None:
-        parent = self._parents.pop(ref.id, None)
-        try:
-            self._remove(ref)
-        finally:
-            if parent is not None and parent.startswith(CPU_GROUP_ROOT + "/"):
-                _prune_group(parent)
-
-    def _remove(self, ref: ContainerRef) -> None:
+        # A tenant's emptied CPU group is left in place: removing it could race the engine
+        # creating that tenant's next box inside it. One empty folder per owner is the cost.
+        self._parents.pop(ref.id, None)
         try:
             with map_docker_errors("remove container"):
                 self._api.remove_container(ref.id, force=True, v=True)

@@ -304,8 +304,7 @@ def test_each_owner_gets_one_cpu_group_of_its_own(
             parents[s.id] = docker.APIClient().inspect_container(cid)["HostConfig"]["CgroupParent"]
     assert parents[a1.id] == parents[a2.id] != parents[b.id]
     assert parents[b.id].startswith("/sbx-tenants/t") and "bob" not in parents[b.id]
-    # The groups weigh less than the control plane, and go once their boxes are gone.
+    # Together the groups weigh less than the control plane (the engine, the controller).
     cpu = Path("/sys/fs/cgroup/cpu/sbx-tenants")
     if cpu.is_dir():  # cgroup v1, as on our machines
         assert (cpu / "cpu.shares").read_text().strip() == "256"
-        assert not (cpu / parents[b.id].rsplit("/", 1)[1]).exists()

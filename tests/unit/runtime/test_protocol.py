@@ -256,18 +256,21 @@ def test_run_options_round_trip_and_malformed_ones_are_refused() -> None:
         p.encode_run("x", {}, "/w", "t", {"Bad": 1})
 
 
-def test_the_waiting_runtime_does_not_import_json() -> None:
-    # json (and the re it pulls in) would cost every waiting container memory (bench_runs).
+def test_the_waiting_runtime_imports_nothing_heavy() -> None:
+    # json (and the re it pulls in), or importlib.util (and its dozen modules), would cost every
+    # waiting container memory (bench_runs measures it). -S: no site, so little is preloaded.
     import subprocess
     from pathlib import Path
 
-    runtime = Path(__file__).parents[3] / "sandbox" / "runtime" / "sbxrt.py"
+    runtime = str(Path(__file__).parents[3] / "sandbox" / "runtime" / "sbxrt.py")
     probe = (
-        "import sys\nbefore = set(sys.modules)\nimport runpy\n"
-        f"runpy.run_path({str(runtime)!r}, run_name='sbxrt_probe')\n"
-        "print(sorted(m for m in set(sys.modules) - before if m.split('.')[0] in ('json', 're')))"
+        "import sys\nbefore = set(sys.modules)\n"
+        f"path = {runtime!r}\n"
+        "exec(compile(open(path).read(), path, 'exec'), {'__name__': 'probe', '__file__': path})\n"
+        "print(sorted(set(sys.modules) - before))"
     )
     out = subprocess.run(
-        [sys.executable, "-I", "-c", probe], capture_output=True, text=True, check=True
+        [sys.executable, "-I", "-S", "-c", probe], capture_output=True, text=True, check=True
     )
-    assert out.stdout.strip() == "[]"
+    loaded = set(ast.literal_eval(out.stdout.strip()))
+    assert not loaded & {"json", "re", "importlib.util", "contextlib"}, sorted(loaded)
