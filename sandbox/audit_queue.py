@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 
 from sandbox.audit import AuditError, AuditLog
 
@@ -38,6 +38,7 @@ class AuditQueue:
         self._window_s, self._max_kinds, self._max_queued = window_s, max_kinds, max_queued
         self._lock = threading.Condition()
         self._pending: dict[_Key, int] = {}
+        self._samples: dict[_Key, dict[str, str | int | None]] = {}
         self._queued: list[tuple[str, dict[str, object]]] = []
         self._writing = False
         self._hurry = False
@@ -45,11 +46,22 @@ class AuditQueue:
         self._thread = threading.Thread(target=self._loop, name="sbx-audit-queue", daemon=True)
         self._thread.start()
 
-    def count(self, event: str, **fields: str | int | float | None) -> None:
-        """Count one occurrence (written aggregated, with a `count`); never blocks on I/O."""
+    def count(
+        self,
+        event: str,
+        fields: Mapping[str, str | int | None],
+        sample: Mapping[str, str | int | None] | None = None,
+    ) -> None:
+        """Count one occurrence (written aggregated, with a `count`); never blocks on I/O.
+
+        Records aggregate on `fields`, which must take few values (reasons, surfaces, ids
+        the controller chose); what a caller chose (a path, a target) goes in `sample`, and
+        the record keeps the first one of its window."""
         key: _Key = (event, tuple(sorted(fields.items())))
         with self._lock:
-            self._count(key)
+            key = self._count(key)
+            if sample and key not in self._samples:
+                self._samples[key] = dict(sample)
             self._lock.notify()
 
     def put(self, event: str, **fields: object) -> None:
@@ -61,10 +73,11 @@ class AuditQueue:
                 self._queued.append((event, fields))
             self._lock.notify()
 
-    def _count(self, key: _Key) -> None:
+    def _count(self, key: _Key) -> _Key:
         if key not in self._pending and len(self._pending) >= self._max_kinds:
             key = (key[0], (("overflow", True),))
         self._pending[key] = self._pending.get(key, 0) + 1
+        return key
 
     def flush(self, timeout: float = 5.0) -> None:
         """Write what is counted now and wait until it is on the trail (tests, shutdown)."""
@@ -91,9 +104,10 @@ class AuditQueue:
                 if self._closed and not (self._pending or self._queued):
                     return
                 batch, self._pending = self._pending, {}
+                samples, self._samples = self._samples, {}
                 queued, self._queued = self._queued, []
                 self._writing = True
-            self._write(queued, batch)
+            self._write(queued, batch, samples)
             with self._lock:
                 self._writing = False
                 self._lock.notify_all()
@@ -103,14 +117,23 @@ class AuditQueue:
                     self._lock.wait(max(0.0, end - time.monotonic()))
                 self._hurry = False
 
-    def _write(self, queued: list[tuple[str, dict[str, object]]], batch: dict[_Key, int]) -> None:
+    def _write(
+        self,
+        queued: list[tuple[str, dict[str, object]]],
+        batch: dict[_Key, int],
+        samples: dict[_Key, dict[str, str | int | None]],
+    ) -> None:
         ctl = {"controller": self._controller} if self._controller is not None else {}
         try:
             for event, fields in queued:
-                self._audit.record(event, **ctl, **fields)
-            for (event, key_fields), count in batch.items():
-                self._audit.record(event, **ctl, count=count, **dict(key_fields))
+                self._audit.record(event, **{**fields, **ctl})
+            for key, count in batch.items():
+                event, key_fields = key
+                record = {**samples.get(key, {}), **dict(key_fields), **ctl, "count": count}
+                self._audit.record(event, **record)
         except AuditError:
             # The trail is failing. These record what was already refused or done; what must
             # not happen unrecorded (a run) writes its own record, in line, and fails closed.
             logger.error("audit trail unavailable; %d records lost", len(queued) + len(batch))
+        except Exception:  # the writer thread's top: it must outlive a bad record
+            logger.exception("audit queue: a batch could not be written")

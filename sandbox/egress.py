@@ -85,14 +85,12 @@ class EgressProxy:
             **fields,
         )
 
-    def _refused(self, event: str, **fields: str | int | None) -> None:
-        self._records.count(
-            event,
-            owner=self.ctx.owner,
-            session=self.ctx.session,
-            exec_id=self.ctx.exec_id,
-            **fields,
-        )
+    def _refused(self, event: str, reason: str, **sample: str | int | None) -> None:
+        """A refusal, aggregated on the run and the reason; what the box asked for (host,
+        target) is kept as a sample, so a box choosing targets cannot multiply records."""
+        ctx = self.ctx
+        fields = {"owner": ctx.owner, "session": ctx.session, "exec_id": ctx.exec_id}
+        self._records.count(event, {**fields, "reason": reason}, sample)
 
     async def decide(self, host: str, port: int) -> tuple[str | None, str]:
         """(address to connect to, or None) and the reason."""
@@ -139,12 +137,12 @@ class EgressProxy:
         if isinstance(request, str):
             # Answered first: a refusal is safe to send even when its record cannot be written.
             await _reply(writer, 400, f"malformed request ({request})")
-            self._refused("egress_refused", reason=request, target=_shown(head))
+            self._refused("egress_refused", request, target=_shown(head))
             return
         host, port = request.host, request.port
         address, reason = await self.decide(host, port)
         if address is None:
-            self._refused("egress_denied", host=host, port=port, reason=reason)
+            self._refused("egress_denied", reason, host=host[:200], port=port)
             await _reply(writer, 403, f"egress to {host}:{port} is not allowed ({reason})")
             return
         try:
@@ -152,7 +150,7 @@ class EgressProxy:
                 asyncio.open_connection(address, port), 10
             )
         except (OSError, TimeoutError):
-            self._refused("egress_denied", host=host, port=port, reason="connect_failed")
+            self._refused("egress_denied", "connect_failed", host=host[:200], port=port)
             await _reply(writer, 502, "upstream connection failed")
             return
         if request.method == "CONNECT":

@@ -23,10 +23,10 @@ from sandbox.core.aio import run_admitted
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.core.session import Session
 from sandbox.exceptions import SandboxError, describe
+from sandbox.http_api.deps import PRINCIPAL_STATE
 from sandbox.settings import Settings
 
 T = TypeVar("T")
-PRINCIPAL_STATE = "sbx_principal"
 
 INSTRUCTIONS = """\
 Run Python in a fresh, isolated sandbox container per call (no network; /workspace persists

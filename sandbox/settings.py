@@ -44,7 +44,7 @@ class ApiSettings(BaseModel):
     max_json_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest other request body (JSON, parsed in memory): sessions, runs, /mcp."""
     json_budget_bytes: int = Field(128 * 1024 * 1024, ge=1024)
-    """Such bodies all requests may hold at once; past it a request gets 503 `busy`."""
+    """Such bodies all requests may hold at once (one key: a quarter); past it, 503 `busy`."""
     body_timeout_s: float = Field(30.0, gt=0)
     """A body that takes longer than this to arrive gets 408."""
     rate_per_s: float = Field(20.0, gt=0)
@@ -53,6 +53,8 @@ class ApiSettings(BaseModel):
     runs_total: int = Field(16, ge=1)
     run_queue: int = Field(64, ge=0)
     """Runs waiting for a slot beyond this get 429."""
+    run_queue_per_key: int = Field(8, ge=0)
+    """Of those waiting runs, at most this many of one key."""
     run_queue_wait_s: float = Field(300.0, gt=0)
     """A run that waited this long for a slot is refused (429) instead."""
     sessions_per_owner: int = Field(32, ge=1)

@@ -157,21 +157,15 @@ class ToolBridge:
 
         fut.add_done_callback(done)
 
-    def _refuse(self, ctx: RunContext, reason: str, **fields: str) -> None:
+    def _refuse(self, ctx: RunContext, reason: str) -> None:
         """Count a refused call (aggregated in the audit trail); past `max_refused` the run is
         cut off."""
         with ctx.lock:
             ctx.refused += 1
             if ctx.refused >= self.limits.max_refused and ctx.cut is None:
                 ctx.cut = "too_many_refused_calls"
-        self.records.count(
-            "tool_refused",
-            owner=ctx.owner,
-            session=ctx.session,
-            exec_id=ctx.exec_id,
-            reason=reason,
-            **fields,
-        )
+        fields = {"owner": ctx.owner, "session": ctx.session, "exec_id": ctx.exec_id}
+        self.records.count("tool_refused", {**fields, "reason": reason})
 
     async def handle(self, ctx: RunContext, body: bytes) -> bytes:
         """One call, mediated: size, shape, token, allowlist, arguments, rate, restart budget,
@@ -272,11 +266,13 @@ class ToolBridge:
         except TokenRefused as refusal:
             self.records.count(
                 "token_refused",
-                owner=ctx.owner,
-                session=ctx.session,
-                exec_id=ctx.exec_id,
-                reason=refusal.reason,
-                token_id=token_id(token) if isinstance(token, str) and token else None,
+                {
+                    "owner": ctx.owner,
+                    "session": ctx.session,
+                    "exec_id": ctx.exec_id,
+                    "reason": refusal.reason,
+                },
+                {"token_id": token_id(token) if isinstance(token, str) and token else None},
             )
             raise _Refusal(protocol.UNAUTHORIZED, "invalid or expired run token") from None
 
@@ -292,17 +288,16 @@ class ToolBridge:
             raise _Refusal(protocol.FORBIDDEN, f"{server}.{tool} is not allowed in this session")
         if not ctx.bucket.take():
             raise _Refusal(protocol.RATE_LIMITED, "too many tool calls; slow down")
+        info = self._tools.get((server, tool))
+        if info is None:  # refused here, counted: never an upstream round trip per probe
+            raise _Refusal(protocol.NOT_FOUND, f"no tool {server}.{tool}")
         if depth(args, self.limits.max_depth) > self.limits.max_depth:
             raise _Refusal(
                 protocol.BAD_REQUEST, f"arguments nest deeper than {self.limits.max_depth} levels"
             )
-        info = self._tools.get((server, tool))
-        if info is not None:
-            problem = schema_problem(info.input_schema, args)
-            if problem is not None:
-                raise _Refusal(
-                    protocol.BAD_REQUEST, f"arguments do not match the schema: {problem}"
-                )
+        problem = schema_problem(info.input_schema, args)
+        if problem is not None:
+            raise _Refusal(protocol.BAD_REQUEST, f"arguments do not match the schema: {problem}")
         return server, tool, args
 
     def close(self) -> None:
@@ -327,6 +322,7 @@ def _error(call_id: object, code: str, message: str) -> bytes:
 
 # Refusal outcomes are counted (aggregated) by _refuse, not written once per call.
 _REFUSED = (
+    protocol.NOT_FOUND,
     protocol.TOO_LARGE,
     protocol.BAD_REQUEST,
     protocol.UNAUTHORIZED,
@@ -345,17 +341,17 @@ class RestartBudget:
 
     def allows(self, key: tuple[str, str]) -> bool:
         with self._lock:
-            return len(self._recent(key)) < self._limit
+            return len(self._prune(key)) < self._limit
 
     def spend(self, key: tuple[str, str]) -> None:
         with self._lock:
-            self._recent(key).append(self._clock())
+            self._spent[key] = [*self._prune(key), self._clock()]
 
-    def _recent(self, key: tuple[str, str]) -> list[float]:
+    def _prune(self, key: tuple[str, str]) -> list[float]:
+        """The key's restarts within the window; a key with none left is forgotten (reading
+        never adds one)."""
         cutoff = self._clock() - self._window_s
         kept = [t for t in self._spent.get(key, []) if t > cutoff]
-        if kept:
-            self._spent[key] = kept
-        else:
+        if not kept:
             self._spent.pop(key, None)
-        return self._spent.setdefault(key, kept)
+        return kept

@@ -69,8 +69,12 @@ class RunSlots:
     not hold up waiters of other keys.
     """
 
-    def __init__(self, per_key: int, total: int, queue: int) -> None:
+    def __init__(
+        self, per_key: int, total: int, queue: int, queue_per_key: int | None = None
+    ) -> None:
         self._per_key, self._total, self._queue = per_key, total, queue
+        # One key's waiters may not fill the queue every key shares.
+        self._queue_per_key = queue if queue_per_key is None else queue_per_key
         self._lock = threading.Lock()
         self._active: dict[str, int] = {}
         self._running = 0
@@ -91,7 +95,8 @@ class RunSlots:
                 self._take(key_id)
                 fut.set_result(Slot(key_id, self._release))
                 return fut
-            if len(self._waiters) >= self._queue:
+            waiting = sum(k == key_id for k, _ in self._waiters)
+            if len(self._waiters) >= self._queue or waiting >= self._queue_per_key:
                 raise QueueFullError("too many runs waiting; try again later", retry_after=1.0)
             self._waiters.append((key_id, fut))
         return fut
@@ -142,10 +147,13 @@ class Admission:
         self.keys = keys
         # Refusals are counted here and written aggregated by another thread: a flood of bad
         # requests costs the refusing thread no I/O and the trail one record per interval.
-        self._refusals = AuditQueue(audit, controller_id)
+        self._refusals = AuditQueue(audit)
+        self._controller = controller_id
         self._buckets: dict[str, TokenBucket] = {}
         self._buckets_lock = threading.Lock()
-        self.slots = RunSlots(rules.runs_per_key, rules.runs_total, rules.run_queue)
+        self.slots = RunSlots(
+            rules.runs_per_key, rules.runs_total, rules.run_queue, rules.run_queue_per_key
+        )
 
     # -- who ----------------------------------------------------------------------------
 
@@ -160,8 +168,12 @@ class Admission:
         """
         key = self.keys.verify(credential) if self.keys is not None and credential else None
         if key is None:
-            self._record(
-                "auth_failure", surface=surface, client=(client or "")[:64], path=path[:200]
+            # Aggregated on fixed fields only: a caller choosing paths cannot make every
+            # failure a record of its own.
+            self._refusals.count(
+                "auth_failure",
+                {"controller": self._controller, "surface": surface},
+                {"path": path[:200], "client": (client or "")[:64]},
             )
             raise AuthenticationError("a valid API key is required")
         principal = Principal(
@@ -275,7 +287,7 @@ class Admission:
         )
 
     def _record(self, event: str, **fields: str | None) -> None:
-        self._refusals.count(event, **fields)
+        self._refusals.count(event, {"controller": self._controller, **fields})
 
 
 def abandon(fut: Future[Slot]) -> None:

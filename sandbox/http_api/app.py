@@ -9,11 +9,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio.to_thread
 from fastapi import FastAPI, Request, Response
+from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+from mcp.server.auth.provider import AccessToken
 from starlette.concurrency import run_in_threadpool
 
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.exceptions import BackendUnavailableError, SandboxError
-from sandbox.http_api.deps import authenticate
+from sandbox.http_api.deps import PRINCIPAL_STATE, authenticate
 from sandbox.http_api.errors import install_error_handlers, sandbox_error_response
 from sandbox.http_api.limits import SECURITY_HEADERS, BodyLimit
 from sandbox.http_api.routes import files, health, runs, sessions, skills, tools
@@ -42,10 +44,16 @@ def create_app(
     if orchestrator is not None:
         orchestrator.admission.keys = keystore
 
-    from sandbox.mcp_server import PRINCIPAL_STATE, build_mcp_server
+    from sandbox.mcp_server import build_mcp_server
 
     mcp_server = build_mcp_server(state.orc, idle_s=settings.api.session_idle_s)
-    mcp_app = mcp_server.streamable_http_app(streamable_http_path="/mcp", host=settings.api.host)
+    mcp_app = mcp_server.streamable_http_app(
+        streamable_http_path="/mcp",
+        host=settings.api.host,
+        # MCP sessions open sandbox sessions: the same cap, and the same idle time.
+        max_sessions=settings.api.sessions_total,
+        session_idle_timeout=settings.api.session_idle_s,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,28 +93,45 @@ def create_app(
         json_budget=settings.api.json_budget_bytes,
     )
 
-    @app.middleware("http")
-    async def front_door(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # /mcp passes the same admission as every REST route; the principal rides along in
-        # the request state for the MCP tools, which never look at the key themselves.
-        if request.url.path == "/mcp" or request.url.path.startswith("/mcp/"):
-            try:
-                principal = await authenticate(request, "mcp-http")
-            except SandboxError as exc:
-                return sandbox_error_response(exc)
-            request.scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
-
+    app.middleware("http")(front_door)
     install_error_handlers(app)
     for module in (sessions, runs, files, skills, tools, health):
         app.include_router(module.router)
     app.mount("/", mcp_app)
     return app
+
+
+async def front_door(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    # Every /v1 route and /mcp pass admission here, before any body is read: a caller
+    # without a valid key holds no body budget and no worker. The principal rides along in
+    # the request state for the routes and the MCP tools, which never look at the key.
+    surface = _surface(request.url.path)
+    if surface is not None:
+        try:
+            principal = await authenticate(request, surface)
+        except SandboxError as exc:
+            return sandbox_error_response(exc)
+        request.scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
+        # The MCP SDK binds each MCP session to the user who opened it: another key cannot
+        # use or end it.
+        request.scope["user"] = AuthenticatedUser(
+            AccessToken(token="", client_id=principal.key_id, scopes=[])
+        )
+    response = await call_next(request)
+    for k, v in SECURITY_HEADERS.items():
+        response.headers.setdefault(k, v)
+    return response
+
+
+def _surface(path: str) -> str | None:
+    """Which surface a path belongs to; None for the unauthenticated ones (health, metrics)."""
+    if path == "/mcp" or path.startswith("/mcp/"):
+        return "mcp-http"
+    if path.startswith("/v1/"):
+        return "sse" if path.endswith("/runs/stream") else "rest"
+    return None
 
 
 async def _connect(state: AppState) -> None:

@@ -9,7 +9,10 @@ from fastapi import Depends, Request
 
 from sandbox.core.admission import Principal
 from sandbox.core.session import Session
+from sandbox.exceptions import AuthenticationError
 from sandbox.http_api.state import AppState, app_state
+
+PRINCIPAL_STATE = "sbx_principal"
 
 
 def bearer(request: Request) -> str | None:
@@ -36,8 +39,15 @@ async def authenticate(request: Request, surface: str = "rest") -> Principal:
 
 
 async def rest_principal(request: Request) -> Principal:
-    surface = "sse" if request.url.path.endswith("/stream") else "rest"
-    return await authenticate(request, surface)
+    """The principal the front door admitted for this request (it admits every /v1 route).
+
+    Raises:
+        AuthenticationError: no principal (a route outside the front door's paths).
+    """
+    principal = request.scope.get("state", {}).get(PRINCIPAL_STATE)
+    if not isinstance(principal, Principal):
+        raise AuthenticationError("a valid API key is required")
+    return principal
 
 
 Caller = Annotated[Principal, Depends(rest_principal)]

@@ -97,14 +97,19 @@ class IdempotencyStore(Generic[T]):
         running: asyncio.Future[T] = asyncio.ensure_future(attempt())
         entry = _Entry(digest, self._clock(), running)
         self._entries[ident] = entry
-        try:
-            result = await asyncio.shield(running)
-        except BaseException:
-            if running.done() and not running.cancelled() and running.exception() is not None:
-                self._entries.pop(ident, None)  # a failed attempt may be retried
-            raise
+        # Settled when the attempt ends, whoever (if anyone) still waits for it: a client that
+        # hung up leaves neither a result in memory nor an entry that never expires.
+        running.add_done_callback(lambda _: self._settle(ident, entry))
+        return await asyncio.shield(running)
+
+    def _settle(self, ident: tuple[str, str, str], entry: _Entry[T]) -> None:
+        running = entry.running
+        if running is None or self._entries.get(ident) is not entry:
+            return
+        if running.cancelled() or running.exception() is not None:
+            del self._entries[ident]  # a failed attempt may be retried
+            return
         self._store(ident, entry)
-        return result
 
     async def _replay(self, entry: _Entry[T]) -> T:
         if entry.running is not None:
@@ -116,7 +121,7 @@ class IdempotencyStore(Generic[T]):
     def _store(self, ident: tuple[str, str, str], entry: _Entry[T]) -> None:
         """Move a finished result from memory to its file (once, whoever awaited it)."""
         running = entry.running
-        if running is None or not running.done() or running.cancelled():
+        if running is None:
             return
         data = self._dump(running.result())
         name = hashlib.sha256(repr(ident).encode()).hexdigest()

@@ -28,9 +28,12 @@ class BodyLimit:
     ) -> None:
         self.app, self.upload_limit, self.deadline_s = app, limit, deadline_s
         self.json_limit = min(json_limit, limit)
-        # Bytes of in-memory bodies all requests together may hold: one more is refused (503)
-        # rather than letting many large bodies add up past the controller's memory ceiling.
+        # Bytes of in-memory bodies all requests together may hold, and one key's share of
+        # them: one more is refused (503) rather than letting many large bodies add up past the
+        # controller's memory ceiling, or one key starve the others.
         self.json_budget, self._held = json_budget, 0
+        self.key_budget = max(1, json_budget // 4)
+        self._held_by: dict[str, int] = {}
 
     def _limit(self, scope: Scope) -> int:
         # Uploads stream to disk and may be large; every other body is parsed whole in memory,
@@ -63,6 +66,7 @@ class BodyLimit:
         started = False
         budgeted = limit == self.json_limit
         held = 0
+        key = _key_id(scope)
 
         async def limited_receive() -> Message:
             nonlocal received, body_done, held
@@ -81,9 +85,11 @@ class BodyLimit:
                 if received > limit:
                     raise BodyProblem(413, "body_too_large", f"body is larger than {limit} bytes")
                 if budgeted:
-                    if self._held + size > self.json_budget:
+                    mine = self._held_by.get(key, 0)
+                    if self._held + size > self.json_budget or mine + size > self.key_budget:
                         raise BodyProblem(503, "busy", "too many large requests at once")
                     self._held += size
+                    self._held_by[key] = mine + size
                     held += size
                 body_done = not message.get("more_body", False)
             return message
@@ -99,7 +105,18 @@ class BodyLimit:
             if not started:
                 await send_error(send, p.status, p.code, p.message, dict(p.headers or {}))
         finally:
-            self._held -= held
+            if held:
+                self._held -= held
+                left = self._held_by.pop(key, 0) - held
+                if left > 0:
+                    self._held_by[key] = left
+
+
+def _key_id(scope: Scope) -> str:
+    """Whose body this is: the admitted key (the front door runs first), else one shared
+    bucket for requests that need no key."""
+    principal = scope.get("state", {}).get("sbx_principal")
+    return str(getattr(principal, "key_id", ""))
 
 
 class BodyProblem(HTTPException):

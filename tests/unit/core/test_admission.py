@@ -221,3 +221,13 @@ def test_another_owners_session_looks_missing() -> None:
     with pytest.raises(NotFoundError) as missing:
         reg.owned("bob", "nope")
     assert str(theirs.value) == str(missing.value)
+
+
+def test_one_key_cannot_fill_the_shared_queue() -> None:
+    slots = RunSlots(per_key=1, total=1, queue=10, queue_per_key=2)
+    slots.request("a").result(0)
+    slots.request("a")
+    slots.request("a")
+    with pytest.raises(QueueFullError):
+        slots.request("a")  # its own share of the queue is full
+    assert not slots.request("b").done()  # another key still gets a place in line

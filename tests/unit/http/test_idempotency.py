@@ -107,3 +107,25 @@ def test_a_failed_attempt_may_be_retried_and_old_keys_expire(tmp_path: Path) -> 
 
     asyncio.run(main())
     assert calls == ["f", "ok", "ok"] and s.stored_bytes == 4
+
+
+def test_a_result_nobody_waits_for_still_moves_to_disk_and_expires(tmp_path: Path) -> None:
+    clock = Clock()
+    s = store(tmp_path, clock)
+
+    async def attempt() -> str:
+        await asyncio.sleep(0.05)
+        return "late"
+
+    async def main() -> None:
+        waiter = asyncio.ensure_future(s.once("o", "s", "k", b"b", attempt))
+        await asyncio.sleep(0.01)
+        waiter.cancel()  # the client hung up
+        await asyncio.sleep(0.1)  # the attempt itself goes on and ends
+        assert s.stored_bytes == 4  # its result is on disk, not held by anyone
+        assert await s.once("o", "s", "k", b"b", attempt) == "late"  # a retry gets it
+        clock.now += 601
+        await s.once("o", "s", "other", b"b", attempt)  # any call sweeps expired entries
+        assert s.stored_bytes == 4  # only the new one's
+
+    asyncio.run(main())
