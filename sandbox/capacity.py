@@ -18,7 +18,9 @@ _UPLOAD_CHUNK = 64 * KiB  # a streamed upload holds one chunk (plus the server's
 _CODE = 1 * MiB + 64 * KiB  # a queued run's code and env (session.py MAX_CODE_BYTES, MAX_ENV_BYTES)
 _IDEM_ENTRY = 512  # an Idempotency-Key's digest, time and file name; its result is on disk
 _AUDIT_RECORD = 2 * KiB  # a bounded audit record waiting to be written (audit.py caps fields)
-_AUDIT_QUEUES = 2  # admission's and the bridge's
+_AUDIT_QUEUES = 3  # admission's, the bridge's and the egress proxies'
+_DOWNLOADS = 4  # http_api/bodies.py: downloads read whole at once
+_UPLOADS = 8  # ... and uploads streamed at once
 _AUDIT_QUEUED = 10_000 + 1_000  # audit_queue.py: max_queued + max_kinds
 _SESSION = 64 * KiB  # a session, its warm container's channel and runner
 
@@ -31,6 +33,7 @@ class MemoryCeiling:
     queued_runs: int
     request_bodies: int
     uploads: int
+    downloads: int
     idempotency: int
     audit: int
     sessions: int
@@ -42,6 +45,7 @@ class MemoryCeiling:
             + self.queued_runs
             + self.request_bodies
             + self.uploads
+            + self.downloads
             + self.idempotency
             + self.audit
             + self.sessions
@@ -65,7 +69,9 @@ def memory_ceiling(settings: Settings) -> MemoryCeiling:
         queued_runs=api.run_queue * _CODE,
         # JSON bodies are held raw and parsed (x3), all together within their budget.
         request_bodies=3 * min(api.json_budget_bytes, api.max_connections * api.max_json_bytes),
-        uploads=api.max_connections * 2 * _UPLOAD_CHUNK,
+        uploads=_UPLOADS * 2 * _UPLOAD_CHUNK + api.max_connections * _UPLOAD_CHUNK,
+        # A download is read whole, then sent (x2).
+        downloads=_DOWNLOADS * 2 * limits.max_file_mb * MiB,
         idempotency=10_000 * _IDEM_ENTRY,
         audit=_AUDIT_QUEUES * _AUDIT_QUEUED * _AUDIT_RECORD,
         sessions=api.sessions_total * _SESSION,

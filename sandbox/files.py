@@ -96,8 +96,8 @@ class SafeDir:
         finally:
             os.close(fd)
 
-    def read(self, path: str, max_bytes: int) -> bytes:
-        """Read a regular file.
+    def read(self, path: str, max_bytes: int, prefix: bool = False) -> bytes:
+        """Read a regular file; with `prefix`, its first `max_bytes` bytes whatever its size.
 
         Raises:
             UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError (larger than max_bytes).
@@ -118,7 +118,7 @@ class SafeDir:
                     raise FileTypeError(f"{path!r:.200} is not a regular file")
                 if st.st_nlink != 1:
                     raise FileTypeError(f"{path!r:.200} has several hard links; refused")
-                if st.st_size > max_bytes:
+                if st.st_size > max_bytes and not prefix:
                     raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
                 os.set_blocking(fd, True)
                 chunks: list[bytes] = []
@@ -127,6 +127,8 @@ class SafeDir:
                     chunks.append(chunk)
                     total += len(chunk)
                     if total > max_bytes:
+                        if prefix:
+                            return b"".join(chunks)[:max_bytes]
                         raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
                 return b"".join(chunks)
             finally:

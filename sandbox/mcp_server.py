@@ -10,6 +10,7 @@ key's profiles, the session caps) and runs wait for a run slot, as on every othe
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from sandbox.http_api.deps import PRINCIPAL_STATE
 from sandbox.settings import Settings
 
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 Run Python in a fresh, isolated sandbox container per call (no network; /workspace persists
@@ -100,12 +102,22 @@ class _Sessions:
             session.close()
 
 
+def tool_error(exc: SandboxError) -> ToolError:
+    """Our error as an MCP tool error that starts with its stable code. An unexplained one
+    (`internal`) says only that: its message may name host paths; the log has it."""
+    code = describe(exc)[1]
+    if code == "internal":
+        logger.error("MCP tool failed: %s", exc)
+        return ToolError("internal: internal error")
+    return ToolError(f"{code}: {exc}")
+
+
 def call(fn: Callable[[], T]) -> T:
     """Run `fn`, turning our errors into MCP tool errors that carry the stable code."""
     try:
         return fn()
     except SandboxError as exc:
-        raise ToolError(f"{describe(exc)[1]}: {exc}") from None
+        raise tool_error(exc) from None
 
 
 async def _admitted(work: Awaitable[T]) -> T:
@@ -113,7 +125,7 @@ async def _admitted(work: Awaitable[T]) -> T:
     try:
         return await work
     except SandboxError as exc:
-        raise ToolError(f"{describe(exc)[1]}: {exc}") from None
+        raise tool_error(exc) from None
 
 
 def build_mcp_server(

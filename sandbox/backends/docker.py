@@ -38,9 +38,9 @@ __all__ = ["DockerBackend", "DockerBackendConfig", "map_docker_errors"]
 # {parent} is the container's cgroup parent ("/docker" unless a CPU group set one).
 _OOM_FILES = (
     ("/sys/fs/cgroup/memory{parent}/{id}/memory.oom_control", "oom_kill"),
-    ("/sys/fs/cgroup/memory/system.slice/docker-{id}.scope/memory.oom_control", "oom_kill"),
+    ("/sys/fs/cgroup/memory{slice}/docker-{id}.scope/memory.oom_control", "oom_kill"),
     ("/sys/fs/cgroup{parent}/{id}/memory.events", "oom_kill"),
-    ("/sys/fs/cgroup/system.slice/docker-{id}.scope/memory.events", "oom_kill"),
+    ("/sys/fs/cgroup{slice}/docker-{id}.scope/memory.events", "oom_kill"),
 )
 # Tenants' CPU groups live under one parent of their own (cgroupfs driver).
 CPU_GROUP_ROOT = "/sbx-tenants"
@@ -69,12 +69,19 @@ def _weigh_tenants() -> None:
             return
 
 
-def _cgroup_parent(group: str | None) -> str | None:
-    """Raises InvalidInputError for a group name that is not a plain path segment."""
+def _cgroup_parent(group: str | None, driver: str) -> str | None:
+    """The engine's cgroup parent for a CPU group: a path under the cgroupfs driver, a slice
+    (`sbx-<group>.slice`, inside `sbx.slice`) under the systemd one.
+
+    Raises:
+        InvalidInputError: a group name that is not a plain path segment.
+    """
     if group is None:
         return None
-    if not _GROUP_NAME.fullmatch(group):
+    if not _GROUP_NAME.fullmatch(group) or "-" in group:
         raise InvalidInputError(f"bad CPU group name {group!r:.80}")
+    if driver == "systemd":
+        return f"sbx-{group}.slice"
     return f"{CPU_GROUP_ROOT}/{group}"
 
 
@@ -102,6 +109,7 @@ class DockerBackend:
         self.config = config or DockerBackendConfig()
         self._parents: dict[str, str] = {}  # container id -> its cgroup parent
         self._weighed = False
+        self._driver: str | None = None
         with map_docker_errors("connect"):
             if self.config.base_url:
                 self._api = docker.APIClient(
@@ -127,6 +135,11 @@ class DockerBackend:
         """The engine's `docker info` (runtimes, cgroup version, ...)."""
         with map_docker_errors("info"):
             return dict(self._api.info())
+
+    def _cgroup_driver(self) -> str:
+        if self._driver is None:
+            self._driver = str(self.info().get("CgroupDriver") or "cgroupfs")
+        return self._driver
 
     def create(self, spec: LaunchSpec) -> ContainerRef:
         host_config = self._api.create_host_config(
@@ -160,7 +173,7 @@ class DockerBackend:
             restart_policy={"Name": "no"},
             oom_score_adj=500,
             runtime=spec.runtime,
-            cgroup_parent=_cgroup_parent(spec.cpu_group),
+            cgroup_parent=_cgroup_parent(spec.cpu_group, self._cgroup_driver()),
         )
         with map_docker_errors("create container"):
             created = self._api.create_container(
@@ -173,11 +186,11 @@ class DockerBackend:
                 network_disabled=True,
                 host_config=host_config,
             )
-        if spec.cpu_group is not None and not self._weighed:
+        if spec.cpu_group is not None and not self._weighed and self._driver == "cgroupfs":
             _weigh_tenants()
             self._weighed = True
         ref = ContainerRef(created["Id"])
-        self._parents[ref.id] = host_config.get("CgroupParent") or "/docker"
+        self._parents[ref.id] = host_config.get("CgroupParent") or ""
         return ref
 
     def start(self, ref: ContainerRef) -> None:
@@ -222,10 +235,13 @@ class DockerBackend:
         return ExitInfo(exit_code=int(state["ExitCode"]), oom_killed=bool(state["OOMKilled"]))
 
     def oom_kills(self, ref: ContainerRef) -> int | None:
-        parent = self._parents.get(ref.id, "/docker")
+        given = self._parents.get(ref.id, "")
+        parent = given if given.startswith("/") else "/docker"  # cgroupfs: a path
+        # systemd: a slice (sbx-t1.slice lives in sbx.slice), or the engine's system.slice
+        slice_ = f"/sbx.slice/{given}" if given.endswith(".slice") else "/system.slice"
         for pattern, key in _OOM_FILES:
             try:
-                text = Path(pattern.format(id=ref.id, parent=parent)).read_text()
+                text = Path(pattern.format(id=ref.id, parent=parent, slice=slice_)).read_text()
             except OSError:
                 continue
             for line in text.splitlines():

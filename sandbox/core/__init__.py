@@ -7,6 +7,7 @@
     aio.py          for async surfaces: wait for a slot without a thread, run in a worker
     session.py      Session: runs, files and skills of one session
     runner.py       the run pipeline: the warm container, delivery, collection, the result
+    box.py          what a session's boxes are made from; a started box waiting for its run
     output.py       streamed output, tokenized line by line
     commands.py     argv-only command mode
     skills.py       an owner's skills folder

@@ -10,7 +10,7 @@ from __future__ import annotations
 import fcntl
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -46,7 +46,12 @@ class Parts:
     metrics: Metrics
     loop: BackgroundLoop
     pool: ThreadPoolExecutor
+    """Warm-ups: the next container of each session."""
     admission: Admission
+    removals: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="sbx-rm")
+    )
+    """Removals of finished runs' containers (their run slots are freed after)."""
     image: str = ""
     profiles: dict[str, Profile] | None = None
     pii: tuple[MasterKeys, Detector] | None = None
@@ -64,6 +69,7 @@ class Parts:
     def close(self) -> None:
         """Release everything, in the reverse order of building it."""
         self.pool.shutdown(wait=True)
+        self.removals.shutdown(wait=True)
         if self.bridge is not None:
             self.bridge.close()
         self.loop.close()

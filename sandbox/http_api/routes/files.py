@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from sandbox.http_api.bodies import with_body_chunks
+from sandbox.http_api.bodies import downloads, with_body_chunks
 from sandbox.http_api.deps import Caller, State, owned
 from sandbox.http_api.schemas import PreviewResponse
 from sandbox.models import FileEntry
@@ -22,7 +23,8 @@ async def list_files(sid: str, key: Caller, state: State, path: str = "") -> lis
 
 @router.get("/files/{path:path}")
 async def download(sid: str, path: str, key: Caller, state: State) -> Response:
-    data = await run_in_threadpool(owned(state, key, sid).download, path)
+    s = owned(state, key, sid)
+    data = await anyio.to_thread.run_sync(s.download, path, limiter=downloads())
     return Response(data, media_type="application/octet-stream")
 
 

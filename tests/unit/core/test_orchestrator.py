@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -231,9 +232,11 @@ def test_a_refused_run_gives_its_slot_back(local_orc: Orchestrator) -> None:
             with pytest.raises(InvalidInputError):
                 s.run(**bad, slot=slot)  # type: ignore[arg-type]
             assert not slot.held
-        stranger = admission.acquire(admission.local("mallory"), surface="rest", timeout=1)
-        with pytest.raises(InvalidInputError):
-            s.run("print(1)", slot=stranger)  # another key's slot is refused, and given back
+        # Another key of the same owner may run in the session (as REST allows it), its slot
+        # counting against that key.
+        other_key = admission.acquire(admission.local("alice2"), surface="rest", timeout=1)
+        assert s.run("print(1)", slot=other_key).stdout == "1\n"
+        s.settle()
         assert admission.slots.in_use() == 0
 
 
@@ -244,3 +247,44 @@ def test_tool_patterns_are_checked_in_the_core(local_orc: Orchestrator) -> None:
     assert local_orc.sessions() == []
     with local_orc.session(owner="alice", tools=["crm.*", "mailer.send_email"]) as s:
         assert s.tools == ("crm.*", "mailer.send_email")
+
+
+def test_a_run_waiting_behind_another_does_not_start_after_close(
+    local_orc: Orchestrator, tmp_path: Path
+) -> None:
+    s = local_orc.session(owner="alice")
+    slots = local_orc.admission.slots
+    go = tmp_path / "go"  # the local backend's boxes see the host: the test lets the first end
+    outcomes: list[str] = []
+
+    def run(code: str) -> None:
+        try:
+            outcomes.append(s.run(code).stdout)
+        except SessionClosedError:
+            outcomes.append("closed")
+
+    def wait_for(n: int) -> None:
+        for _ in range(400):  # bounded
+            if slots.in_use() == n:
+                return
+            threading.Event().wait(0.01)
+
+    slow = (
+        f"import os, time\nwhile not os.path.exists({str(go)!r}):\n    time.sleep(0.02)\nprint('a')"
+    )
+    first = threading.Thread(target=run, args=(slow,))
+    first.start()
+    wait_for(1)  # the first run holds the session
+    second = threading.Thread(target=run, args=("print('b')",))
+    second.start()
+    wait_for(2)  # the second has its slot and waits for the session
+    closer = threading.Thread(target=s.close)
+    closer.start()
+    for _ in range(400):  # bounded: until close has begun
+        if s.closed:
+            break
+        threading.Event().wait(0.01)
+    go.write_text("")
+    for t in (first, second, closer):
+        t.join(30)
+    assert sorted(outcomes) == ["a\n", "closed"]
