@@ -17,14 +17,39 @@ import types
 def _load_protocol() -> types.ModuleType:
     """protocol.py from this file's folder, loaded by path without touching sys.path or
     sys.modules: `python3 -I` keeps the folder off sys.path, and user code must not import the
-    runtime's internals by accident. Executed directly rather than through importlib.util,
-    which would pull a dozen modules into every waiting container's memory."""
+    runtime's internals by accident. Not through importlib.util, which would pull a dozen
+    modules into every waiting container; from the protocol.pyc the image compiled beside it
+    when that matches this interpreter and the source, else compiled here."""
+    import marshal
+
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py")
     module = types.ModuleType("_sbxrt_protocol")
     module.__file__ = path
-    with open(path, "rb") as fh:
-        exec(compile(fh.read(), path, "exec"), module.__dict__)  # noqa: S102 - our own file
+    exec(_protocol_code(path, marshal), module.__dict__)  # noqa: S102 - our own file
     return module
+
+
+def _protocol_code(path: str, marshal: types.ModuleType) -> types.CodeType:
+    magic = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
+    try:
+        with open(path + "c", "rb") as fh:
+            data = fh.read()
+        st = os.stat(path)
+        header_ok = (
+            magic is not None
+            and data[:4] == magic
+            and int.from_bytes(data[4:8], "little") == 0  # a timestamp-checked pyc
+            and int.from_bytes(data[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
+            and int.from_bytes(data[12:16], "little") == st.st_size & 0xFFFFFFFF
+        )
+        if header_ok:
+            code = marshal.loads(data[16:])
+            if isinstance(code, types.CodeType):
+                return code
+    except (OSError, ValueError, EOFError, TypeError):
+        pass
+    with open(path, "rb") as fh:
+        return compile(fh.read(), path, "exec")
 
 
 TYPE_CHECKING = False

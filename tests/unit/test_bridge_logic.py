@@ -182,7 +182,9 @@ def test_bad_frames_get_typed_refusals_before_any_upstream_is_touched(tmp_path: 
 
         # Every call is on the record: refusals aggregated (with a count), the rest one each.
         assert total("tool_call") + total("tool_refused") == 8
-        assert total("tool_refused") == 8 and total("token_refused") == 1  # no such tool: refused too
+        assert (
+            total("tool_refused") == 8 and total("token_refused") == 1
+        )  # no such tool: refused too
     finally:
         bridge.close()
         audit.close()

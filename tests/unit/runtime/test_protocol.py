@@ -274,3 +274,29 @@ def test_the_waiting_runtime_imports_nothing_heavy() -> None:
     )
     loaded = set(ast.literal_eval(out.stdout.strip()))
     assert not loaded & {"json", "re", "importlib.util", "contextlib"}, sorted(loaded)
+
+
+def test_the_runtime_uses_the_compiled_protocol_the_image_ships(tmp_path: Path) -> None:
+    import py_compile
+    import shutil
+    import subprocess
+
+    runtime = Path(__file__).parents[3] / "sandbox" / "runtime"
+    for name in ("sbxrt.py", "protocol.py"):
+        shutil.copy2(runtime / name, tmp_path / name)
+    py_compile.compile(str(tmp_path / "protocol.py"), cfile=str(tmp_path / "protocol.pyc"))
+    probe = (
+        "import builtins\n"
+        f"path = {str(tmp_path / 'sbxrt.py')!r}\n"
+        "code = compile(open(path).read(), path, 'exec')\n"
+        "def refuse(*a, **k): raise AssertionError('compiled the protocol again')\n"
+        "builtins.compile = refuse\n"
+        "ns = {'__name__': 'probe', '__file__': path}\n"
+        "exec(code, ns)\n"
+        "print(ns['protocol'].RUN)"
+    )
+    run = [sys.executable, "-I", "-c", probe]
+    assert subprocess.run(run, capture_output=True, text=True, check=True).stdout == "b'RUN'\n"
+    (tmp_path / "protocol.py").write_text((tmp_path / "protocol.py").read_text() + "\n# edited\n")
+    stale = subprocess.run(run, capture_output=True, text=True)
+    assert stale.returncode != 0 and "compiled the protocol again" in stale.stderr  # no stale pyc
