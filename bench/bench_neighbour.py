@@ -92,10 +92,17 @@ class Tenant:
 
 
 def victim_loop(
-    t: Tenant, sid: str, stop: threading.Event, lat: list[float], bad: list[str]
+    t: Tenant,
+    sid: str,
+    stop: threading.Event,
+    lat: list[float],
+    bad: list[str],
+    think: float,
 ) -> None:
     while not stop.is_set():
         for code, want in ((VICTIM_RUN, "1\n"), (VICTIM_TOOL, "ok\n")):
+            if think:
+                stop.wait(think)  # an agent thinks between runs (its model answers)
             start = time.perf_counter()
             try:
                 r = t.run(sid, code)
@@ -164,6 +171,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20.0, help="length of each phase")
     ap.add_argument("--rounds", type=int, default=2, help="quiet/attacked pairs")
     ap.add_argument("--only", nargs="*", choices=ATTACKS, default=list(ATTACKS))
+    ap.add_argument(
+        "--think",
+        type=float,
+        default=0.0,
+        help="victim's pause before each run (0: back to back, each run waits for its box)",
+    )
     args = ap.parse_args()
 
     data = Path(tempfile.mkdtemp(prefix="sbx-neighbour-"))
@@ -200,7 +213,7 @@ def main() -> None:
                 attack = attacker(bad_tenant, stop, tuple(args.only)) if phase == "attacked" else []
                 lat: list[float] = []
                 vt = threading.Thread(
-                    target=victim_loop, args=(victim, vsid, stop, lat, failures[phase])
+                    target=victim_loop, args=(victim, vsid, stop, lat, failures[phase], args.think)
                 )
                 vt.start()
                 time.sleep(args.seconds)
@@ -211,7 +224,10 @@ def main() -> None:
                 phases[phase] += lat
         peak = peak_rss(server.pid)
 
-    print(f"# victim latency, one run per request, {args.rounds} x {args.seconds:g} s per phase\n")
+    print(
+        f"# victim latency, one run per request, think {args.think:g} s, "
+        f"{args.rounds} x {args.seconds:g} s per phase\n"
+    )
     print("| phase | requests | failed | p50 ms | p99 ms |")
     print("|---|---:|---:|---:|---:|")
     for phase, xs in phases.items():
