@@ -288,3 +288,28 @@ def test_a_run_waiting_behind_another_does_not_start_after_close(
     for t in (first, second, closer):
         t.join(30)
     assert sorted(outcomes) == ["a\n", "closed"]
+
+
+def test_parallel_skill_saves_cannot_pass_the_owners_quota(make_orc: MakeOrc) -> None:
+    from sandbox.exceptions import QuotaExceededError
+
+    orc = make_orc(limits={"skills_mb": 1})
+    store = orc.skills("alice")
+    barrier = threading.Barrier(6)
+    saved: list[str] = []
+
+    def save(i: int) -> None:
+        barrier.wait(5)
+        try:
+            store.save_chunks(f"s{i}.bin", iter([b"x" * 300_000]))
+            saved.append(f"s{i}")
+        except QuotaExceededError:
+            pass
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(saved) == 3  # 3 x 300 kB fit in 1 MiB, a fourth does not
+    assert sum(e.size for e in store.list()) <= 1024 * 1024
