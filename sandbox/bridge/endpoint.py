@@ -85,6 +85,8 @@ class ToolBridge:
         self.tokens = TokenRegistry()
         self.upstreams = UpstreamPool(config, resolve=resolve, loop=loop)
         self._restarts = RestartBudget(self.limits.restarts_per_owner, 60.0)
+        self._pending: dict[str, set[Future[bytes]]] = {}  # exec id -> its calls in flight
+        self._pending_lock = threading.Lock()
         self.api_dir = api_dir
         self._tools = {(t.server, t.name): t for t in self.upstreams.tools()}
         self.generated = codegen.generate(self.upstreams.tools(), api_dir / "servers")
@@ -146,16 +148,38 @@ class ToolBridge:
             reply(_error(None, protocol.RATE_LIMITED, "too many tool calls in flight"))
             return
         fut = self.upstreams.submit(self.handle(ctx, body))
+        with self._pending_lock:
+            self._pending.setdefault(ctx.exec_id, set()).add(fut)
 
         def done(f: Future[bytes]) -> None:
             with ctx.lock:
                 ctx.in_flight -= 1
-            if f.cancelled() or f.exception() is not None:
+            with self._pending_lock:
+                self._pending.get(ctx.exec_id, set()).discard(f)
+            if f.cancelled():
+                # Its run ended first (end_run): on the record once, here, whether or not the
+                # call had started.
+                self.records.put(
+                    "tool_call",
+                    owner=ctx.owner,
+                    session=ctx.session,
+                    exec_id=ctx.exec_id,
+                    outcome="cancelled",
+                )
+            elif f.exception() is not None:
                 reply(_error(None, protocol.INTERNAL, "bridge failure"))
             else:
                 reply(f.result())
 
         fut.add_done_callback(done)
+
+    def end_run(self, exec_id: str) -> None:
+        """The run is over: calls of it still waiting for their upstream are cancelled, so
+        runs that end quickly cannot leave calls piling up on shared upstreams."""
+        with self._pending_lock:
+            pending = self._pending.pop(exec_id, set())
+        for fut in pending:
+            fut.cancel()
 
     def _refuse(self, ctx: RunContext, reason: str) -> None:
         """Count a refused call (aggregated in the audit trail); past `max_refused` the run is
@@ -235,7 +259,7 @@ class ToolBridge:
             logger.exception("tool call failed inside the bridge")
             raise
         finally:
-            if outcome == "ok" or not outcome.startswith(_REFUSED):
+            if outcome != "cancelled" and (outcome == "ok" or not outcome.startswith(_REFUSED)):
                 self.records.put(
                     "tool_call",
                     owner=ctx.owner,

@@ -143,6 +143,7 @@ class Runner:
                     self._audit("run_end", unended, outcome="failed")
             if bridge:
                 bridge.tokens.revoke(warm.exec_id)
+                bridge.end_run(warm.exec_id)
             self._remove_later(warm, on_removed)
 
     def _audit(self, event: str, exec_id: str, **fields: object) -> None:

@@ -156,3 +156,26 @@ def test_upstream_restarts_are_on_the_tenants_record_and_limited(orc: Orchestrat
         ok = good.run("from servers.faulty import noop\nprint(noop())", timeout=30)
     assert ok.stdout == "ok\n"  # another owner still reaches the server
     assert total(orc, "upstream_restart", owner="mallory", server="faulty") == 3
+
+
+PIPELINE_AND_LEAVE = """
+import json, sandbox_tools
+ctl, token = sandbox_tools._state["ctl"], sandbox_tools._state["token"]
+for i in range(3):
+    body = json.dumps({"id": i, "token": token, "server": "faulty", "tool": "hang", "args": {"seconds": 5}}).encode()
+    ctl.sendall(b"CALL %d\\n" % len(body) + body)
+print("left")
+"""
+
+
+def test_calls_still_waiting_when_their_run_ends_are_cancelled(orc: Orchestrator) -> None:
+    with orc.session(owner="mallory") as s:
+        r = s.run(PIPELINE_AND_LEAVE, timeout=20)
+    assert r.stdout == "left\n"
+    orc.flush_audit()
+    calls = [
+        rec
+        for rec in orc.audit.read()
+        if rec["event"] == "tool_call" and rec.get("exec_id") == r.exec_id
+    ]
+    assert [c["outcome"] for c in calls] == ["cancelled"] * 3
