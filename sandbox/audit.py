@@ -216,10 +216,10 @@ class AuditLog:
         # no record can grow the trail, or a reader's buffer, without limit.
         bounded = {str(k)[:_MAX_KEY]: _bounded(v, 0) for k, v in list(fields.items())[:_MAX_ITEMS]}
         rec: dict[str, Any] = {
+            **bounded,  # first: a caller's field can never replace the chain's own
             "seq": self._seq + 1,
             "ts": round(time.time(), 6),
             "event": str(event)[:_MAX_KEY],
-            **bounded,
             "kid": kid,
             "prev": self._last_mac,
         }

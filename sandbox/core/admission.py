@@ -252,9 +252,14 @@ class Admission:
         try:
             return fut.result(timeout)
         except (FutureTimeout, CancelledError):
-            abandon(fut)
-            self._refused(principal, surface, "queue_timeout")
-            raise QueueFullError("no run slot came free in time", retry_after=1.0) from None
+            raise self.gave_up(fut, principal, surface) from None
+
+    def gave_up(self, fut: Future[Slot], principal: Principal, surface: str) -> QueueFullError:
+        """A slot wait that ran out: the request is abandoned and the refusal recorded; the
+        error to raise is returned."""
+        abandon(fut)
+        self._refused(principal, surface, "queue_timeout")
+        return QueueFullError("no run slot came free in time", retry_after=1.0)
 
     @contextlib.contextmanager
     def run_slot(self, principal: Principal, *, surface: str, timeout: float) -> Iterator[Slot]:

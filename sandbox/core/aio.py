@@ -11,7 +11,6 @@ import anyio.to_thread
 
 from sandbox.core.admission import Principal, Slot, abandon
 from sandbox.core.orchestrator import Orchestrator
-from sandbox.exceptions import QueueFullError
 
 T = TypeVar("T")
 
@@ -29,9 +28,7 @@ async def wait_slot(orc: Orchestrator, principal: Principal, surface: str) -> Sl
             asyncio.wrap_future(fut), timeout=admission.rules.run_queue_wait_s
         )
     except TimeoutError:
-        abandon(fut)
-        admission.refused(principal, surface, "queue_timeout")
-        raise QueueFullError("no run slot came free in time", retry_after=1.0) from None
+        raise admission.gave_up(fut, principal, surface) from None
     except BaseException:
         abandon(fut)
         raise

@@ -48,6 +48,8 @@ class Parts:
     pool: ThreadPoolExecutor
     """Warm-ups: the next container of each session."""
     admission: Admission
+    records: AuditQueue
+    """Audit records written off the hot paths (egress proxies)."""
     removals: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="sbx-rm")
     )
@@ -57,14 +59,6 @@ class Parts:
     pii: tuple[MasterKeys, Detector] | None = None
     bridge: ToolBridge | None = None
     lock_file: IO[bytes] | None = None
-    records: AuditQueue | None = None
-    """Audit records written off the hot paths (egress proxies)."""
-
-    @property
-    def egress_records(self) -> AuditQueue:
-        if self.records is None:
-            self.records = AuditQueue(self.audit, self.settings.controller_id)
-        return self.records
 
     def close(self) -> None:
         """Release everything, in the reverse order of building it."""
@@ -74,8 +68,7 @@ class Parts:
             self.bridge.close()
         self.loop.close()
         self.backend.close()
-        if self.records is not None:
-            self.records.close()
+        self.records.close()
         self.admission.close()
         self.audit.close()
         if self.lock_file is not None:

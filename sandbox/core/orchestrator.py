@@ -259,7 +259,7 @@ class Orchestrator:
         self.admission.flush(timeout)
         if self.bridge is not None:
             self.bridge.records.flush(timeout)
-        self._parts.egress_records.flush(timeout)
+        self._parts.records.flush(timeout)
 
     # -- garbage --------------------------------------------------------------------------
 

@@ -210,7 +210,7 @@ class Runner:
                         frozenset(box.profile.egress),
                         box.profile.egress_private,
                     ),
-                    parts.egress_records,
+                    parts.records,
                 )
                 parts.loop.run(egress.start(channel.dir / EGRESS_SOCKET), 10)
             ref = parts.backend.create(spec)
