@@ -5,6 +5,7 @@ Built in: `strict` (small limits, no tools, gVisor, static analysis blocks), `de
 overrides profiles:
 
     {"profiles": {"etl": {"limits": {"memory_mb": 2048}, "tools": ["crm.*"], "runtime": "runc",
+                          "approval": ["crm.delete_*"],
                           "static_analysis": "warn", "commands": ["ls", "wc"],
                           "commands_anywhere": false}}}
 """
@@ -44,6 +45,9 @@ class Profile(BaseModel):
     limits: Limits = Limits()
     tools: tuple[str, ...] | None = None
     """Allowed MCP tools ('crm.*'); None allows every configured tool, () none."""
+    approval: tuple[str, ...] = ()
+    """Tools whose calls wait for a person's decision ('mailer.send_*'), with the same globs
+    as `tools`; () asks for none."""
     runtime: Literal["runc", "runsc"] = "runc"
     network: Literal["none", "allowlist"] = "none"
     """'allowlist': HTTP(S) through the controller's proxy to `egress` host:port pairs only."""
