@@ -5,12 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
 from sandbox.backends.local import LOCAL_IMAGE
 from sandbox.models import Limits, ToolLimits, validate_id
+
+
+class PiiFieldRule(BaseModel):
+    """What one field of a tool's JSON result holds, e.g. `{"tools": "crm.*", "path":
+    "customer.owner", "entity": "PERSON"}`: its whole value becomes one `[PERSON_n]` token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=512)
+    """Keys from the result's root (or the root of a JSON text inside it), dot-separated and
+    compared like key rules (case, `_`, `-`, camelCase ignored); `*` is any one key, `**` any
+    number of them; list items add no step (`customers.name` reaches every customer)."""
+    entity: str | None = Field(pattern=r"^[A-Z][A-Z_]{1,30}$")
+    """The token's entity name; null marks the field as none of the key-based entities
+    (pattern detection of emails, phones... still runs on it)."""
+    tools: str = Field("*", min_length=1, max_length=256)
+    """Which results: a glob over `server.tool`."""
 
 
 class PiiSettings(BaseModel):
@@ -32,6 +49,11 @@ class PiiSettings(BaseModel):
     """Also tokenize these Presidio entities (e.g. PERSON, LOCATION); needs the `presidio`
     extra and a spaCy model with NER. None: Presidio is not used."""
     presidio_model: str = "en_core_web_lg"
+    structured: bool = True
+    """In JSON results, tokenize values by what their key or the tool's outputSchema says they
+    are: names ([PERSON_n]), street addresses ([ADDRESS_n]), phone, SSN and card numbers."""
+    fields: list[PiiFieldRule] = []
+    """Field rules per server and tool; they win over key names and schemas."""
 
 
 class ApiSettings(BaseModel):
