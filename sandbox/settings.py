@@ -38,7 +38,15 @@ class PiiSettings(BaseModel):
     """Which entities to tokenize; None means all of EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
     IP_ADDRESS, SECRET."""
     phone_region: str = "US"
-    """Region assumed for phone numbers written without a +country code."""
+    """Region tried first for phone numbers written without a +country code (it decides the
+    normalized form of a number several regions could own)."""
+    phone_regions: list[str] | None = None
+    """Further regions whose national formats count as phone numbers; None: a broad default
+    list (sandbox.pii.phones.DEFAULT_REGIONS)."""
+    private_ips: bool = False
+    """Also tokenize loopback, private and link-local addresses (127/8, 10/8, 172.16/12,
+    192.168/16, 169.254/16, 100.64/10, ::1, fc00::/7, fe80::/10). Off: they name machines of
+    the user's own network (often the sandbox's), not people, and code needs them verbatim."""
     secret: SecretStr | None = None
     """Master secret (32+ bytes) the session vault keys derive from; None: a random one per
     process (vaults live in memory and die with their session, so nothing needs it later)."""

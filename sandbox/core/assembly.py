@@ -169,7 +169,9 @@ def pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
     secret = cfg.secret.get_secret_value().encode() if cfg.secret else os.urandom(32)
     keys = {kid: s.get_secret_value().encode() for kid, s in cfg.previous_secrets.items()}
     keys[cfg.key_id] = secret
-    recognizers = default_recognizers(cfg.phone_region)
+    recognizers = default_recognizers(
+        cfg.phone_region, regions=cfg.phone_regions, private_ips=cfg.private_ips
+    )
     extra = []
     if cfg.presidio_entities:
         from sandbox.pii.presidio import presidio_detector

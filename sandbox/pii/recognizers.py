@@ -13,7 +13,7 @@ import ipaddress
 import math
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import phonenumbers
@@ -116,25 +116,62 @@ def _ssn(s: str) -> str | None:
     return digits
 
 
-def _ipv4(s: str) -> str | None:
-    parts = s.split(".")
-    if any(len(p) > 1 and p[0] == "0" for p in parts):
-        return None  # leading zeros: a version or an id, not how addresses are written
-    try:
-        return str(ipaddress.IPv4Address(s))
-    except ValueError:
-        return None
+# Never a person's: "this host", broadcast and netmasks, multicast and reserved space.
+_NOT_PII_V4 = [ipaddress.IPv4Network(n) for n in ("0.0.0.0/8", "224.0.0.0/3")]
+_NOT_PII_V6 = [ipaddress.IPv6Network(n) for n in ("::/128", "ff00::/8")]
+# Loopback, private and link-local: the user's own machines; PII only when configured so.
+PRIVATE_V4 = [
+    ipaddress.IPv4Network(n)
+    for n in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+              "100.64.0.0/10")
+]  # fmt: skip
+PRIVATE_V6 = [ipaddress.IPv6Network(n) for n in ("::1/128", "fc00::/7", "fe80::/10")]
 
 
-def _ipv6(s: str) -> str | None:
-    if s.count(":") < 2 or ":::" in s:
-        return None
-    try:
-        addr = ipaddress.IPv6Address(s)
-    except ValueError:
-        return None
-    # "10:30:00"-like clock times cannot parse; short all-decimal forms are rarely addresses.
-    return addr.compressed
+def _v4_ok(addr: ipaddress.IPv4Address, private: bool) -> bool:
+    if any(addr in n for n in _NOT_PII_V4):
+        return False
+    return private or not any(addr in n for n in PRIVATE_V4)
+
+
+def _ipv4_validator(private: bool) -> Callable[[str], str | None]:
+    def validate(s: str) -> str | None:
+        parts = s.split(".")
+        if any(len(p) > 1 and p[0] == "0" for p in parts):
+            return None  # leading zeros: a version or an id, not how addresses are written
+        try:
+            addr = ipaddress.IPv4Address(s)
+        except ValueError:
+            return None
+        return str(addr) if _v4_ok(addr, private) else None
+
+    return validate
+
+
+def _ipv6_validator(private: bool) -> Callable[[str], str | None]:
+    def validate(s: str) -> str | None:
+        if s.count(":") < 2 or ":::" in s:
+            return None
+        groups = [g for g in s.split(":") if g]
+        if "::" in s and not (private and s == "::1"):
+            # `a[1::2]`, `0::/` (cgroup v2): compressed forms need two groups, one of 3+ digits.
+            if len(groups) < 2 or max(map(len, groups)) < 3 or not any(c.isdigit() for c in s):
+                return None
+        elif all(len(g) == 2 for g in groups):
+            return None  # 02:42:ac:11:00:02:00:01 is a hardware id or a hex dump
+        try:
+            addr = ipaddress.IPv6Address(s)
+        except ValueError:
+            return None
+        if any(addr in n for n in _NOT_PII_V6):
+            return None
+        if addr.ipv4_mapped is not None:
+            return addr.compressed if _v4_ok(addr.ipv4_mapped, private) else None
+        if not private and any(addr in n for n in PRIVATE_V6):
+            return None
+        return addr.compressed
+
+    return validate
 
 
 _DATE_OR_TIME = re.compile(
@@ -142,13 +179,18 @@ _DATE_OR_TIME = re.compile(
 )
 
 
-def _phone_validator(region: str) -> Callable[[str], str | None]:
+def _phone_validator(regions: list[str]) -> Callable[[str], str | None]:
     def validate(s: str) -> str | None:
         digits = sum(map(str.isdigit, s))
         if not 7 <= digits <= 15 or _DATE_OR_TIME.search(s):
             return None
         if not s.startswith("+") and not any(ch in s for ch in " -.()"):
             return None  # a bare digit run is an id far more often than a phone number
+        if s.startswith("+"):
+            return one(s, regions[0])
+        return next((v for r in regions if (v := one(s, r)) is not None), None)
+
+    def one(s: str, region: str) -> str | None:
         international = s.startswith("+")
         try:
             num = phonenumbers.parse(s, None if international else region)
@@ -200,8 +242,11 @@ _EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-
 _PHONE = r"(?<![\w.+-])(?:(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,6}){1,5}|\+\d{7,15})(?![\w.-]?\d)"
 
 
-def default_recognizers(region: str = "US") -> list[Recognizer]:
-    """The built-in recognizers; `region` is where phone numbers without a +country code are from."""
+def default_recognizers(
+    region: str = "US", *, regions: Iterable[str] | None = None, private_ips: bool = False
+) -> list[Recognizer]:
+    """The built-in recognizers. `region` is tried first for phone numbers without a +country
+    code, then `regions`; `private_ips` makes loopback, private and link-local addresses PII."""
     secret_tokens = (
         ("(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]", r"\b(?:AKIA|ASIA|ABIA|ACCA)[0-9A-Z]{16}\b", 5, 20),
         ("gh[pousr]_", r"\bgh[pousr]_[A-Za-z0-9]{36,255}\b", 4, 260),
@@ -229,9 +274,9 @@ def default_recognizers(region: str = "US") -> list[Recognizer]:
         Recognizer("IBAN", "[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=4, shrink=True),
         Recognizer("CREDIT_CARD", "\\d{4}[ -]?\\d{2}", r"(?<![A-Z]{2}\d{2} )\b\d{4}(?:[ -]?\d{1,6}){1,4}\b", _card, lookbehind=8, max_len=23, priority=4, shrink=True),
         Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
-        Recognizer("IP_ADDRESS", "\\d\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)", _ipv4, lookbehind=12, max_len=15, priority=2),
-        Recognizer("IP_ADDRESS", "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}", _ipv6, lookbehind=40, max_len=39, priority=2),
-        Recognizer("PHONE", "\\d\\d[ .-]\\d\\d|\\+\\d|\\(\\d", _PHONE, _phone_validator(region), lookbehind=24, max_len=32, priority=1, shrink=True),
+        Recognizer("IP_ADDRESS", "\\d\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
+        Recognizer("IP_ADDRESS", "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),
+        Recognizer("PHONE", "\\d\\d[ .-]\\d\\d|\\+\\d|\\(\\d", _PHONE, _phone_validator([region, *(regions or ())]), lookbehind=24, max_len=32, priority=1, shrink=True),
     ]  # fmt: skip
 
 

@@ -6,7 +6,7 @@ import importlib
 
 import pytest
 
-from sandbox.pii import HYPERSCAN, Detector, detect
+from sandbox.pii import HYPERSCAN, Detector, default_recognizers, detect
 
 ENGINES = ["re", *(["hyperscan"] if HYPERSCAN else [])]
 
@@ -24,7 +24,7 @@ POSITIVE = [
     ("IBAN", "IBAN DE89 3704 0044 0532 0130 00 ok", "DE89 3704 0044 0532 0130 00"),
     ("IBAN", "GB82WEST12345698765432", "GB82WEST12345698765432"),
     ("US_SSN", "ssn 536-22-1234", "536-22-1234"),
-    ("IP_ADDRESS", "from 192.168.10.42:8080", "192.168.10.42"),
+    ("IP_ADDRESS", "from 81.169.145.42:8080", "81.169.145.42"),
     ("IP_ADDRESS", "v6 2001:db8:85a3::8a2e:370:7334 up", "2001:db8:85a3::8a2e:370:7334"),
     ("SECRET", "aws AKIAIOSFODNN7EXAMPLE key", "AKIAIOSFODNN7EXAMPLE"),
     ("SECRET", "ghp_" + "a1B2" * 9 + " tok", "ghp_" + "a1B2" * 9),
@@ -107,3 +107,27 @@ def test_a_megabyte_with_fifty_thousand_entities_costs_work_linear_in_them() -> 
     assert len(found) > 40_000
     # One validation per candidate: no re-scanning, no quadratic window overlap.
     assert calls <= 1.1 * len(found)
+
+
+PRIVATE = ["127.0.0.1", "10.1.2.3", "172.20.0.5", "192.168.10.42", "169.254.169.254", "::1",
+           "fe80::42:acff:fe11:2", "fd12:3456:789a::1", "::ffff:10.0.0.7"]  # fmt: skip
+
+
+@pytest.mark.parametrize("addr", PRIVATE)
+def test_loopback_private_and_link_local_addresses_are_not_pii_by_default(addr: str) -> None:
+    assert detect(f"listening on {addr} now") == []
+
+
+@pytest.mark.parametrize("addr", PRIVATE)
+def test_private_addresses_are_pii_when_configured(addr: str) -> None:
+    det = Detector(default_recognizers(private_ips=True))
+    assert [f.entity for f in det.detect(f"listening on {addr} now")] == ["IP_ADDRESS"]
+
+
+@pytest.mark.parametrize(
+    "addr",
+    ["0.0.0.0", "255.255.255.0", "224.0.0.251", "ff02::1", "::"],  # noqa: S104 - text to scan, not a bind
+)
+def test_unspecified_broadcast_netmask_and_multicast_are_never_pii(addr: str) -> None:
+    det = Detector(default_recognizers(private_ips=True))
+    assert det.detect(f"bind {addr} here") == []
