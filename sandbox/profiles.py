@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sandbox.analysis import Mode
 from sandbox.exceptions import InvalidInputError, NotFoundError
 from sandbox.models import Limits
+from sandbox.pii.policy import RestoreRule
 
 DEFAULT_COMMANDS = (
     "ls",
@@ -45,6 +46,10 @@ class Profile(BaseModel):
     limits: Limits = Limits()
     tools: tuple[str, ...] | None = None
     """Allowed MCP tools ('crm.*'); None allows every configured tool, () none."""
+    restore_rules: tuple[RestoreRule, ...] = ()
+    """Where real values may go, added to the deployment's `pii.restore_rules` (see
+    sandbox/pii/policy.py): `[{"entities": ["EMAIL"], "from": "crm.*", "to":
+    "mailer.send_email", "args": ["to"]}]`."""
     approval: tuple[str, ...] = ()
     """Tools whose calls wait for a person's decision ('mailer.send_*'), with the same globs
     as `tools`; () asks for none."""

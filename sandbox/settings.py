@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
 from sandbox.backends.local import LOCAL_IMAGE
 from sandbox.models import Limits, ToolLimits, validate_id
+from sandbox.pii.policy import RestoreRule
 
 
 class PiiFieldRule(BaseModel):
@@ -62,6 +63,15 @@ class PiiSettings(BaseModel):
     are: names ([PERSON_n]), street addresses ([ADDRESS_n]), phone, SSN and card numbers."""
     fields: list[PiiFieldRule] = []
     """Field rules per server and tool; they win over key names and schemas."""
+    restore_rules: list[RestoreRule] = []
+    """Where real values may go beyond the default, which restores a token only into tools of
+    the server whose result produced it (sandbox/pii/policy.py); profiles add their own.
+    E.g. `[{"entities": ["EMAIL"], "from": "crm.*", "to": "mailer.send_email", "args": ["to"]}]`."""
+    vault_entries: int = Field(20_000, ge=1)
+    """Distinct values one session's vault may hold; past it, or past `vault_bytes`, a new
+    value becomes `[ENTITY_REDACTED]` (audited once per session) and can never be restored."""
+    vault_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    """UTF-8 bytes of those values (each entry costs about 450 bytes more in memory)."""
 
 
 class ApiSettings(BaseModel):
