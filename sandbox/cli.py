@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from sandbox.cli_approvals import app as approvals_app
 from sandbox.exceptions import ControllerBusyError, SandboxError
 from sandbox.settings import Settings
 
@@ -23,6 +24,7 @@ secrets_app = typer.Typer(
     no_args_is_help=True, help="Encrypted credentials for upstream MCP servers."
 )
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(approvals_app, name="approvals")
 
 
 def _secret_store(settings: Settings):  # type: ignore[no-untyped-def]

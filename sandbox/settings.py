@@ -10,6 +10,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
 from sandbox.backends.local import LOCAL_IMAGE
+from sandbox.bridge.approvals.models import ApprovalSettings
 from sandbox.models import Limits, ToolLimits, validate_id
 from sandbox.pii.policy import RestoreRule
 
@@ -145,6 +146,8 @@ class Settings(BaseSettings):
     strict, default (these settings' limits and runtime) and data-science."""
     pii: PiiSettings = PiiSettings()
     api: ApiSettings = ApiSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    """Tool calls that wait for a person's decision (profiles' `approval`, the PII policy)."""
     secret_key: SecretStr | None = None
     """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
     random one is kept in `<data_dir>/secret.key`."""

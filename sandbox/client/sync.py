@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 
+from sandbox.bridge.approvals.models import Approval
 from sandbox.client._base import BaseClient, RunEvents
 from sandbox.exceptions import NotFoundError
 from sandbox.models import FileEntry, OutputEvent, RunResult
@@ -84,6 +85,33 @@ class Client(BaseClient):
 
     def delete_skill(self, path: str) -> None:
         self.request("DELETE", f"/v1/skills/{self._path(path)}")
+
+    def approvals(self, session: str | None = None) -> list[Approval]:
+        """The owner's tool calls waiting for approval (of one session, if given)."""
+        params = {"session": session} if session is not None else {}
+        r = self.request("GET", "/v1/approvals", params=params)
+        return [Approval.model_validate(a) for a in r.json()]
+
+    def approve(self, approval_id: str, reason: str = "") -> Approval:
+        """Let the waiting call go ahead.
+
+        Raises:
+            NotFoundError: no such pending approval of this key's owner (settled already?).
+        """
+        return self._decide(approval_id, "approve", reason)
+
+    def deny(self, approval_id: str, reason: str = "") -> Approval:
+        """Refuse the waiting call: the code gets ToolForbiddenError with `reason`.
+
+        Raises:
+            NotFoundError: no such pending approval of this key's owner (settled already?).
+        """
+        return self._decide(approval_id, "deny", reason)
+
+    def _decide(self, approval_id: str, decision: str, reason: str) -> Approval:
+        body = {"decision": decision, "reason": reason}
+        r = self.request("POST", f"/v1/approvals/{self._path(approval_id)}", json=body)
+        return Approval.model_validate(r.json())
 
     def close(self) -> None:
         self._http.close()

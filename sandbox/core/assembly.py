@@ -18,6 +18,8 @@ from sandbox.audit import AuditKeys, AuditLog
 from sandbox.audit_queue import AuditQueue
 from sandbox.backends import make_backend
 from sandbox.backends.base import Backend
+from sandbox.bridge.approvals import ApprovalBroker
+from sandbox.bridge.approvals.webhook import ApprovalWebhook
 from sandbox.bridge.config import load_config
 from sandbox.bridge.endpoint import ToolBridge
 from sandbox.core.admission import Admission
@@ -49,7 +51,9 @@ class Parts:
     """Warm-ups: the next container of each session."""
     admission: Admission
     records: AuditQueue
-    """Audit records written off the hot paths (egress proxies)."""
+    """Audit records written off the hot paths (egress proxies, approvals)."""
+    approvals: ApprovalBroker
+    """Tool calls waiting for a person's decision, of every session."""
     removals: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="sbx-rm")
     )
@@ -58,12 +62,16 @@ class Parts:
     profiles: dict[str, Profile] | None = None
     pii: tuple[MasterKeys, Detector] | None = None
     bridge: ToolBridge | None = None
+    webhook: ApprovalWebhook | None = None
     lock_file: IO[bytes] | None = None
 
     def close(self) -> None:
         """Release everything, in the reverse order of building it."""
         self.pool.shutdown(wait=True)
         self.removals.shutdown(wait=True)
+        self.approvals.close()
+        if self.webhook is not None:
+            self.webhook.close()
         if self.bridge is not None:
             self.bridge.close()
         self.loop.close()
@@ -107,6 +115,7 @@ def assemble(
         raise
     metrics = Metrics()
     audit.subscribe(metrics.on_audit)
+    records = AuditQueue(audit, settings.controller_id)
     parts = Parts(
         settings=settings,
         backend=backend,
@@ -122,7 +131,8 @@ def assemble(
             keys if keys is not None else KeyStore(settings.data_dir / "keys.json"),
         ),
         lock_file=lock_file,
-        records=AuditQueue(audit, settings.controller_id),
+        records=records,
+        approvals=ApprovalBroker(settings.approvals, records),
     )
     try:
         parts.backend.ping()
@@ -130,6 +140,8 @@ def assemble(
         if not parts.backend.image_exists(parts.image):
             raise NotFoundError(f"sandbox image {parts.image!r} does not exist")
         parts.pii = pii_setup(settings.pii)
+        if settings.approvals.webhook_url is not None:
+            parts.webhook = ApprovalWebhook(parts.approvals, settings.approvals, records)
         profiles = load_profiles(settings.profiles)
         profiles["default"] = profiles["default"].model_copy(
             update={"limits": settings.limits, "runtime": settings.runtime}

@@ -56,6 +56,8 @@ class Orchestrator:
         self._parts = parts
         self.backend, self.audit, self.metrics = parts.backend, parts.audit, parts.metrics
         self.admission, self.bridge, self.pii = parts.admission, parts.bridge, parts.pii
+        self.approvals = parts.approvals
+        """Tool calls of this controller's runs waiting for a person's decision."""
         self.image = parts.image
         self.profiles = parts.profiles or {}
         rules = self.settings.api

@@ -18,7 +18,7 @@ from sandbox.exceptions import BackendUnavailableError, SandboxError
 from sandbox.http_api.deps import PRINCIPAL_STATE, authenticate
 from sandbox.http_api.errors import install_error_handlers, sandbox_error_response
 from sandbox.http_api.limits import SECURITY_HEADERS, BodyLimit
-from sandbox.http_api.routes import files, health, runs, sessions, skills, tools
+from sandbox.http_api.routes import approvals, files, health, runs, sessions, skills, tools
 from sandbox.http_api.state import AppState
 from sandbox.keys import KeyStore
 from sandbox.settings import Settings
@@ -95,7 +95,7 @@ def create_app(
 
     app.middleware("http")(front_door)
     install_error_handlers(app)
-    for module in (sessions, runs, files, skills, tools, health):
+    for module in (sessions, runs, files, skills, tools, approvals, health):
         app.include_router(module.router)
     app.mount("/", mcp_app)
     return app

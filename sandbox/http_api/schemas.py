@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -40,6 +40,14 @@ class CommandRequest(BaseModel):
     command: list[str] | str = Field(max_length=1024)
     timeout: float | None = Field(None, gt=0)
     env: dict[str, str] | None = None
+
+
+class ApprovalDecision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["approve", "deny"]
+    reason: str = Field("", max_length=500)
+    """Shown to the code in the box when denied (PII in it is tokenized first)."""
 
 
 class PreviewResponse(BaseModel):
