@@ -1,67 +1,322 @@
-"""Replacing PII with session tokens (`[EMAIL_1]`) and back, in strings and JSON-like values."""
+"""Replacing PII with session tokens (`[EMAIL_1]`) and back, in strings and JSON-like values.
+
+Tokenizing walks the value as JSON: a dict's keys are scanned like any text, and its values
+first by what their key, the tool's outputSchema or a field rule says they are
+(`sandbox.pii.structured`), then by pattern. A string that is itself a JSON object or array
+(tools often return JSON as text) is parsed, tokenized the same way and written back, so a
+token never breaks its parsing; it stays byte for byte as it was when nothing in it changed.
+Integers (and floats with an integral value) of seven digits or more are scanned as their
+digits, and a number a key marks as a phone, SSN or card number becomes its token's string.
+"""
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox.exceptions import InvalidInputError
 from sandbox.pii.detect import Detector, detect
+from sandbox.pii.fields import FieldRules, SchemaView, path_matches, schema_hint
+from sandbox.pii.structured import NUMBER_ENTITIES, RULE, Hint, dict_context, fits, normalize_key
 from sandbox.pii.vault import MasterKeys, Vault
 
 TOKEN_PATTERN = re.compile(r"\[[A-Z][A-Z_]{1,30}_\d{1,9}\]")
 MAX_DEPTH = 256
+_REMEMBER = 256
+"""Strings up to this long are scanned once per call (the memo is bounded by the input)."""
+_MIN_ANYWHERE = 4
+"""A known value this long or longer is replaced wherever it occurs, even glued to other
+text; a shorter one only where it stands alone (not inside a longer word or number)."""
+
+
+class Known:
+    """Raw values the caller knows the tokens of (those just restored into a call's
+    arguments), found in any case, before any detection."""
+
+    def __init__(self, known: Mapping[str, str]) -> None:
+        items = sorted(((v, t) for v, t in known.items() if v.strip()), key=lambda i: -len(i[0]))
+        self._exact = dict(items)
+        self._folded = {v.casefold(): t for v, t in reversed(items)}
+        alternatives = [
+            re.escape(v) if len(v) >= _MIN_ANYWHERE else rf"(?<![^\W_]){re.escape(v)}(?![^\W_])"
+            for v, _ in items
+        ]
+        self._pattern = re.compile("|".join(alternatives), re.IGNORECASE) if items else None
+
+    def exact(self, text: str) -> str | None:
+        return self._exact.get(text)
+
+    def replace(self, text: str) -> tuple[str, int]:
+        """`text` with every known value replaced by its token, and how many were."""
+        if self._pattern is None:
+            return text, 0
+        return self._pattern.subn(self._token, text)
+
+    def _token(self, m: re.Match[str]) -> str:
+        found = m.group()
+        token = self._exact.get(found) or self._folded.get(found.casefold())
+        if token is None:  # a case pair casefold does not map back (rare): ask each value
+            token = next(
+                t for v, t in self._exact.items() if re.fullmatch(re.escape(v), found, re.I)
+            )
+        return token
+
+
+class _Call:
+    """What one tokenize() call knows: the values and tokens it was given, the origin of the
+    result, the field rules and schema that apply to it, and how much it replaced."""
+
+    def __init__(
+        self,
+        fields: FieldRules,
+        known: Mapping[str, str] | None,
+        origin: str,
+        schema: Mapping[str, Any] | None,
+    ) -> None:
+        self.fields = fields
+        self.known = Known(known) if known else None
+        self.origin = origin
+        self.rules = fields.for_origin(origin)
+        self.schema = SchemaView(schema) if schema else None
+        self.replaced = 0
+        self.scanned: dict[str, tuple[str, int]] = {}
+        """Short strings already scanned in this call (records repeat keys and values)."""
+        self._rule_hints: dict[tuple[str, ...], Hint | None] = {}
+        self._schema_hints: dict[tuple[int, str], Hint | None] = {}
+
+    def rule_hint(self, path: tuple[str, ...]) -> Hint | None:
+        """The last field rule matching `path` (later rules override earlier ones)."""
+        if path not in self._rule_hints:
+            hits = [h for p, h in self.rules if path_matches(p, path)]
+            self._rule_hints[path] = hits[-1] if hits else None
+        return self._rule_hints[path]
+
+    def schema_hint(self, schema: Mapping[str, Any] | None, context: str) -> Hint | None:
+        if schema is None:
+            return None
+        key = (id(schema), context)
+        if key not in self._schema_hints:
+            hint = schema_hint(schema, context)
+            if hint is not None and hint.level != RULE:
+                # Titles and descriptions count like key names: same switch, same entities.
+                ok = self.fields.keys and hint.entity in self.fields.entities
+                hint = hint if ok else None
+            self._schema_hints[key] = hint
+        return self._schema_hints[key]
 
 
 class Tokenizer:
     """One per session. Tokens are deterministic within it (same value, same token) and
     resolve only through its own vault; only the controller holds a Tokenizer."""
 
-    def __init__(self, vault: Vault, detector: Detector | None = None) -> None:
+    def __init__(
+        self, vault: Vault, detector: Detector | None = None, fields: FieldRules | None = None
+    ) -> None:
         self.vault = vault
         self._detect = detector.detect if detector is not None else detect
+        self.fields = fields if fields is not None else FieldRules()
         self.issued = 0
         """How many values were replaced by tokens (for metrics)."""
 
     @classmethod
     def for_session(
-        cls, keys: MasterKeys, session: str, detector: Detector | None = None
+        cls,
+        keys: MasterKeys,
+        session: str,
+        detector: Detector | None = None,
+        fields: FieldRules | None = None,
     ) -> Tokenizer:
-        return cls(Vault(keys, session), detector)
+        return cls(Vault(keys, session), detector, fields)
 
-    def tokenize(self, obj: Any) -> Any:
+    def tokenize(
+        self,
+        obj: Any,
+        *,
+        known: Mapping[str, str] | None = None,
+        origin: str = "",
+        schema: Mapping[str, Any] | None = None,
+    ) -> Any:
         """A copy of `obj` with every detected value replaced by its token.
+
+        `known` maps raw values to their tokens: those are replaced first, wherever they occur
+        (a tool echoing a restored argument hands back only its token). `origin` names the
+        result's source (`server.tool`): the vault records it, and field rules match it.
+        `schema` is the tool's outputSchema, for the titles and descriptions of its fields.
 
         Raises:
             InvalidInputError: the value nests deeper than 256 levels.
         """
-        return self._walk(obj, self._tokenize_str, 0)
+        call = _Call(self.fields, known, origin, schema)
+        if schema is not None and _wraps_result(schema, obj):
+            schema = schema["properties"]["result"]
+        root = call.schema.resolve(schema) if call.schema is not None else None
+        return self._value(obj, call, 0, (), None, root, "")
 
     def detokenize(self, obj: Any) -> Any:
         """A copy of `obj` with this session's tokens replaced by their values; other
         token-shaped strings (unknown, or from another session) stay as they are."""
         return self._walk(obj, self._detokenize_str, 0)
 
-    def _tokenize_str(self, text: str) -> str:
+    # -- tokenizing ---------------------------------------------------------------------------
+
+    def _value(
+        self,
+        obj: Any,
+        call: _Call,
+        depth: int,
+        path: tuple[str, ...],
+        hint: Hint | None,
+        schema: Any,
+        parent: str,
+    ) -> Any:
+        """`obj` tokenized; `hint` is what its field says it is, `schema` its subschema,
+        `path` its keys from the document's root, `parent` the key that holds it."""
+        if isinstance(obj, str):
+            return self._string(obj, call, depth, hint, schema, parent)
+        if isinstance(obj, bool) or obj is None:
+            return obj
+        if isinstance(obj, int | float):
+            return self._number(obj, call, hint)
+        if depth > MAX_DEPTH:
+            raise InvalidInputError(f"value nests deeper than {MAX_DEPTH} levels")
+        if isinstance(obj, dict):
+            return self._dict(obj, call, depth, path, hint, schema, parent)
+        if isinstance(obj, list | tuple):
+            items = call.schema.items(schema) if call.schema is not None else None
+            # Scalars in a list share its field's hint ("authors": [...]); dicts only a rule's.
+            return [self._value(v, call, depth + 1, path, hint, items, parent) for v in obj]
+        return obj
+
+    def _dict(
+        self,
+        obj: dict[Any, Any],
+        call: _Call,
+        depth: int,
+        path: tuple[str, ...],
+        hint: Hint | None,
+        schema: Any,
+        parent: str,
+    ) -> dict[Any, Any]:
+        inherited = hint if hint is not None and hint.level == RULE else None
+        context = dict_context(parent, tuple(obj))
+        out = {}
+        for k, v in obj.items():
+            key = k if isinstance(k, str) else str(k)
+            sub = call.schema.prop(schema, key) if call.schema is not None else None
+            at = (*path, normalize_key(key)) if call.rules else path
+            h = (call.rule_hint(at) if call.rules else None) or inherited
+            if h is None:
+                h = call.schema_hint(sub, context) or call.fields.key_hint(key, context)
+            out[self._key(k, call)] = self._value(v, call, depth + 1, at, h, sub, key)
+        return out
+
+    def _key(self, key: Any, call: _Call) -> Any:
+        if not isinstance(key, str):
+            return key
+        if call.known is not None:
+            key, n = call.known.replace(key)
+            call.replaced += n
+            self.issued += n
+        return self._scan(key, call)
+
+    def _string(
+        self, text: str, call: _Call, depth: int, hint: Hint | None, schema: Any, parent: str
+    ) -> str:
+        if len(text) >= 2 and text.lstrip()[:1] in ("{", "[") and text.rstrip()[-1:] in "}]":
+            parsed = self._json_text(text, call, depth, schema, parent)
+            if parsed is not None:
+                return parsed
+        if call.known is not None:
+            text, n = call.known.replace(text)
+            if n:
+                call.replaced += n
+                self.issued += n
+                hint = None  # a value holding a token is never wrapped into another one
+        if hint is not None and hint.entity is not None and fits(hint, text):
+            value = text.strip()
+            lead = text[: len(text) - len(text.lstrip())]
+            return lead + self._token(hint.entity, value, call) + text[len(lead) + len(value) :]
+        return self._scan(text, call)
+
+    def _json_text(
+        self, text: str, call: _Call, depth: int, schema: Any, parent: str
+    ) -> str | None:
+        """A JSON object or array in text, tokenized as JSON; None when it is not one (or too
+        deep to walk: the caller then scans it as text)."""
+        try:
+            parsed = json.loads(text)
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(parsed, dict | list):
+            return None
+        before = call.replaced
+        try:
+            out = self._value(parsed, call, depth + 1, (), None, schema, parent)
+        except InvalidInputError:
+            return None
+        if call.replaced == before:
+            return text
+        return json.dumps(out, ensure_ascii=False, indent=2 if "\n" in text else None)
+
+    def _number(self, n: int | float, call: _Call, hint: Hint | None) -> Any:
+        if isinstance(n, float) and (not n.is_integer() or abs(n) >= 2**53):
+            return n
+        text = str(int(n))
+        if call.known is not None and (token := call.known.exact(text)) is not None:
+            call.replaced += 1
+            self.issued += 1
+            return token
+        if (
+            hint is not None
+            and hint.entity is not None
+            and (hint.level == RULE or hint.entity in NUMBER_ENTITIES)
+            and fits(hint, text)
+        ):
+            return self._token(hint.entity, text, call)
+        if len(text.lstrip("-")) < 7:
+            return n
+        scanned = self._scan(text, call)
+        return n if scanned == text else scanned
+
+    def _scan(self, text: str, call: _Call) -> str:
+        remembered = call.scanned.get(text)
+        if remembered is None:
+            remembered = self._scan_once(text, call)
+            if len(text) <= _REMEMBER:
+                call.scanned[text] = remembered
+        out, n = remembered
+        call.replaced += n
+        self.issued += n
+        return out
+
+    def _scan_once(self, text: str, call: _Call) -> tuple[str, int]:
         findings = self._detect(text)
         if not findings:
-            return text
+            return text, 0
         parts: list[str] = []
         pos = 0
         for f in findings:
             parts.append(text[pos : f.start])
-            parts.append(self.vault.token_for(f.entity, text[f.start : f.end]))
+            parts.append(self.vault.token_for(f.entity, text[f.start : f.end], origin=call.origin))
             pos = f.end
         parts.append(text[pos:])
-        self.issued += len(findings)
-        return "".join(parts)
+        return "".join(parts), len(findings)
+
+    def _token(self, entity: str, value: str, call: _Call) -> str:
+        call.replaced += 1
+        self.issued += 1
+        return self.vault.token_for(entity, value, origin=call.origin)
+
+    # -- detokenizing -------------------------------------------------------------------------
 
     def _detokenize_str(self, text: str) -> str:
         if "[" not in text:
             return text
         return TOKEN_PATTERN.sub(lambda m: self.vault.value_for(m.group()) or m.group(), text)
 
-    def _walk(self, obj: Any, fn: Any, depth: int) -> Any:
+    def _walk(self, obj: Any, fn: Callable[[str], str], depth: int) -> Any:
         if isinstance(obj, str):
             return fn(obj)
         if depth > MAX_DEPTH:
@@ -76,3 +331,15 @@ class Tokenizer:
 
     def destroy(self) -> None:
         self.vault.destroy()
+
+
+def _wraps_result(schema: Mapping[str, Any], obj: Any) -> bool:
+    """The SDKs wrap a non-object return as {"result": value} and the bridge unwraps it: the
+    schema then describes the value one level down."""
+    props = schema.get("properties")
+    return (
+        isinstance(props, Mapping)
+        and set(props) == {"result"}
+        and isinstance(props["result"], Mapping)
+        and not (isinstance(obj, dict) and set(obj) == {"result"})
+    )

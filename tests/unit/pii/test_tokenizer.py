@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -136,7 +137,7 @@ def test_destroying_a_session_vault_crypto_shreds_it() -> None:
 
 def test_tokens_are_bracketed_upper_case_entity_names() -> None:
     t = tokenizer()
-    out = t.tokenize("maria@example.com 4111 1111 1111 1111 10.0.0.1 AKIAIOSFODNN7EXAMPLE")
+    out = t.tokenize("maria@example.com 4111 1111 1111 1111 93.184.216.34 AKIAIOSFODNN7EXAMPLE")
     assert out == "[EMAIL_1] [CREDIT_CARD_1] [IP_ADDRESS_1] [SECRET_1]"
     assert all(TOKEN_PATTERN.fullmatch(tok) for tok in out.split())
 
@@ -146,3 +147,145 @@ def test_the_vault_never_holds_plaintext() -> None:
     t.tokenize("maria@example.com")
     assert b"maria" not in repr(vars(t.vault)).encode()
     assert all(b"maria" not in ct for _, ct in t.vault._records.values())
+
+
+# -- JSON stays JSON ----------------------------------------------------------------------------
+
+
+def test_json_text_is_tokenized_as_json_and_still_parses() -> None:
+    t = tokenizer()
+    text = json.dumps({"card": "4111 1111 1111 1111", "note": 'say "hi" to maria@example.com'})
+    out = t.tokenize(text)
+    assert json.loads(out) == {"card": "[CREDIT_CARD_1]", "note": 'say "hi" to [EMAIL_1]'}
+    assert json.loads(t.detokenize(out)) == json.loads(text)
+
+
+def test_keys_inside_json_text_mark_its_values() -> None:
+    out = tokenizer().tokenize('[{"full_name": "Maria Keller", "street": "Hauptstraße 5"}]')
+    assert json.loads(out) == [{"full_name": "[PERSON_1]", "street": "[ADDRESS_1]"}]
+
+
+def test_json_text_nested_in_a_json_field_is_tokenized_at_every_level() -> None:
+    inner = json.dumps({"holder": "Ada King", "phone": 4155550132})
+    outer = json.dumps({"payload": inner, "ok": True}, indent=2)
+    out = tokenizer().tokenize({"content": [{"type": "text", "text": outer}]})
+    text = out["content"][0]["text"]
+    assert "\n" in text  # indented JSON stays indented
+    assert json.loads(json.loads(text)["payload"]) == {"holder": "[PERSON_1]", "phone": "[PHONE_1]"}
+
+
+def test_json_text_without_pii_comes_back_byte_for_byte() -> None:
+    text = '{ "a" : [1, 2.50, "x"],\n  "b": {"c": null} }'
+    assert tokenizer().tokenize(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{not json maria@example.com}",
+        "[EMAIL_1] maria@example.com [x]",
+        '{"a": 1} maria@example.com',
+    ],
+)
+def test_text_that_only_looks_like_json_is_scanned_as_text(text: str) -> None:
+    out = tokenizer().tokenize(text)
+    assert "maria@example.com" not in out and "[EMAIL_" in out
+
+
+def test_json_text_too_deep_to_walk_is_still_scanned_as_text() -> None:
+    text = "[" * 300 + '"maria@example.com"' + "]" * 300
+    out = tokenizer().tokenize(text)
+    assert out == "[" * 300 + '"[EMAIL_1]"' + "]" * 300
+
+
+def test_json_text_counts_toward_its_containers_depth_and_past_the_limit_is_text() -> None:
+    inner = "[" * 10 + '"maria@example.com"' + "]" * 10
+    deep: object = inner
+    for _ in range(250):
+        deep = [deep]
+    out = tokenizer().tokenize(deep)
+    for _ in range(250):
+        assert isinstance(out, list)
+        out = out[0]
+    assert out == "[" * 10 + '"[EMAIL_1]"' + "]" * 10
+
+
+# -- numbers ------------------------------------------------------------------------------------
+
+
+def test_phone_ssn_and_card_numbers_sent_as_json_numbers_become_tokens() -> None:
+    t = tokenizer()
+    value = {"phone": 4155550132, "mobileNumber": 4930901820.0, "ssn": 123456789,
+             "cardNumber": 5555555555554444, "other": 4111111111111111}  # fmt: skip
+    out = t.tokenize(value)
+    assert out == {
+        "phone": "[PHONE_1]",
+        "mobileNumber": "[PHONE_2]",
+        "ssn": "[US_SSN_1]",
+        "cardNumber": "[CREDIT_CARD_1]",
+        "other": "[CREDIT_CARD_2]",
+    }
+    assert t.detokenize(out["phone"]) == "4155550132"
+
+
+def test_ordinary_numbers_stay_numbers() -> None:
+    value = {"id": 4155550132, "count": 123456789, "phone_id": 1234567, "phone": 12, "n": 7.5,
+             "total": 1e300, "ok": True, "big": 10**40, "neg": -4111111111111111}  # fmt: skip
+    out = tokenizer().tokenize(value)
+    assert out == {**value, "neg": "-[CREDIT_CARD_1]"}
+
+
+def test_numbers_in_json_text_are_scanned_too() -> None:
+    out = tokenizer().tokenize('{"ssn": 123456789, "amount": 12}')
+    assert json.loads(out) == {"ssn": "[US_SSN_1]", "amount": 12}
+
+
+def test_digit_strings_under_phone_and_ssn_keys_are_tokens_though_patterns_miss_them() -> None:
+    out = tokenizer().tokenize({"tel": "4155550132", "ssn": "123456789", "phone": "call me"})
+    assert out == {"tel": "[PHONE_1]", "ssn": "[US_SSN_1]", "phone": "call me"}
+
+
+# -- known values and origins -------------------------------------------------------------------
+
+
+def test_known_values_are_replaced_wherever_they_occur_before_detection() -> None:
+    t = tokenizer()
+    email = t.tokenize("alice@x.com")
+    known = {"alice@x.com": email, "Alice Keller": "[PERSON_7]"}
+    out = t.tokenize(
+        {"note": "note:alice@x.comXYZ by ALICE KELLER", "echo": "alice@x.com"}, known=known
+    )
+    assert out == {"note": f"note:{email}XYZ by [PERSON_7]", "echo": email}
+
+
+def test_known_values_are_replaced_in_keys_numbers_and_json_text() -> None:
+    known = {"4155550132": "[PHONE_3]", 'O\'Brien "Jr"': "[PERSON_2]", "k@x.io": "[EMAIL_5]"}
+    text = json.dumps({"by": 'O\'Brien "Jr"', "k@x.io": 1})
+    out = tokenizer().tokenize({"n": 4155550132, "t": text}, known=known)
+    assert out["n"] == "[PHONE_3]"
+    assert json.loads(out["t"]) == {"by": "[PERSON_2]", "[EMAIL_5]": 1}
+
+
+def test_short_known_values_are_replaced_only_where_they_stand_alone() -> None:
+    out = tokenizer().tokenize("Li wrote Linux; li.", known={"Li": "[PERSON_1]", "": "[X_1]"})
+    assert out == "[PERSON_1] wrote Linux; [PERSON_1]."
+
+
+def test_a_value_holding_a_known_token_is_not_wrapped_into_a_name_token() -> None:
+    out = tokenizer().tokenize({"full_name": "Ada King"}, known={"Ada": "[PERSON_9]"})
+    assert out == {"full_name": "[PERSON_9] King"}
+
+
+def test_the_origin_of_a_result_is_recorded_with_its_tokens() -> None:
+    t = tokenizer()
+    t.tokenize({"holder": "Ada King", "mail": "a@k.io"}, origin="crm.get_customer")
+    info = t.vault.info("[PERSON_1]")
+    assert info is not None and info.origins == ("crm.get_customer",)
+    info = t.vault.info("[EMAIL_1]")
+    assert info is not None and info.origins == ("crm.get_customer",)
+
+
+def test_tokenize_still_takes_one_positional_value() -> None:
+    t = tokenizer()
+    assert t.tokenize(("maria@example.com", 3)) == ["[EMAIL_1]", 3]
+    assert t.issued == 1
