@@ -67,6 +67,13 @@ class ToolLimits(BaseModel):
     restarts_per_owner: int = Field(3, ge=1)
     """Upstream restarts one owner's calls may cause per minute; past it, that owner's calls to
     that server are refused for the rest of the minute."""
+    max_upstreams_per_server: int = Field(16, ge=1, le=4096)
+    """Per-owner connections of one MCP server at once (a stdio one is a process each, about
+    70 MB for a Python server); shared servers aside. Past it, a new owner's call is refused."""
+    max_upstreams: int = Field(64, ge=1, le=16384)
+    """Per-owner connections of all servers at once; past it, a new owner's call is refused."""
+    upstream_idle_s: float = Field(300.0, gt=0)
+    """A per-owner connection (its process) is stopped after this long without a call."""
 
 
 class RunResult(BaseModel):

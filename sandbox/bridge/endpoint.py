@@ -23,12 +23,12 @@ from typing import Any
 
 from sandbox.audit import AuditLog
 from sandbox.audit_queue import AuditQueue
-from sandbox.bridge import codegen
+from sandbox.bridge.catalog import ToolCatalog
 from sandbox.bridge.checks import depth, schema_problem
 from sandbox.bridge.config import McpConfig
-from sandbox.bridge.search import search
+from sandbox.bridge.pool import Resolver, UpstreamPool
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
-from sandbox.bridge.upstream import ToolInfo, UpstreamCallError, UpstreamPool
+from sandbox.bridge.upstream import ToolInfo, UpstreamCallError
 from sandbox.channel import response_frame
 from sandbox.core.loop import BackgroundLoop
 from sandbox.exceptions import InvalidInputError
@@ -74,7 +74,7 @@ class ToolBridge:
         api_dir: Path,
         audit: AuditLog,
         limits: ToolLimits | None = None,
-        resolve: Callable[[str], str] | None = None,
+        resolve: Resolver | None = None,
         loop: BackgroundLoop | None = None,
     ) -> None:
         self.limits = limits or ToolLimits()
@@ -83,21 +83,24 @@ class ToolBridge:
         # waits on the disk, and repeated refusals become one record with a count.
         self.records = AuditQueue(audit)
         self.tokens = TokenRegistry()
-        self.upstreams = UpstreamPool(config, resolve=resolve, loop=loop)
+        self.upstreams = UpstreamPool(config, self.limits, resolve=resolve, loop=loop)
         self._restarts = RestartBudget(self.limits.restarts_per_owner, 60.0)
         self._pending: dict[str, set[Future[bytes]]] = {}  # exec id -> its calls in flight
         self._pending_lock = threading.Lock()
         self.api_dir = api_dir
-        self._tools = {(t.server, t.name): t for t in self.upstreams.tools()}
-        self.generated = codegen.generate(self.upstreams.tools(), api_dir / "servers")
-        self._index = json.loads((api_dir / "servers" / "index.json").read_text())
+        # Per owner: the deployment's servers, plus an owner's own (seen by that owner only).
+        self.catalog = ToolCatalog(self.upstreams, api_dir)
 
     @property
     def servers_dir(self) -> Path:
-        return self.api_dir / "servers"
+        return self.catalog.servers_dir()
 
-    def tools(self) -> list[ToolInfo]:
-        return self.upstreams.tools()
+    def servers_dir_for(self, owner: str) -> Path:
+        """The code API an owner's boxes mount at /servers."""
+        return self.catalog.servers_dir(owner)
+
+    def tools(self, owner: str | None = None) -> list[ToolInfo]:
+        return self.catalog.tools(owner)
 
     def search_tools(
         self,
@@ -105,15 +108,17 @@ class ToolBridge:
         detail: str = "summary",
         limit: int = 20,
         allowed_tools: tuple[str, ...] | None = None,
+        owner: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Rank the configured tools (only those a session may call, if given).
+        """Rank the tools `owner` sees (only those a session may call, if given).
 
         Raises:
             InvalidInputError: detail is not name, summary or schema.
         """
-        index = [t for t in self._index if allowed(allowed_tools, t["server"], t["name"])]
         try:
-            return search(index, query, detail, limit)
+            return self.catalog.search(
+                owner, query, detail, limit, lambda s, t: allowed(allowed_tools, s, t)
+            )
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from exc
 
@@ -214,7 +219,9 @@ class ToolBridge:
             if tok is not None:
                 args = tok.detokenize(args)  # the upstream gets real values, the sandbox never does
             try:
-                result = await self.upstreams.call(server, tool, args, self.limits.call_timeout_s)
+                result = await self.upstreams.call(
+                    server, tool, args, self.limits.call_timeout_s, owner=ctx.owner
+                )
             except UpstreamCallError as e:
                 if e.restarted:
                     # One tenant's call cost every tenant of that server its connection: on the
@@ -312,7 +319,7 @@ class ToolBridge:
             raise _Refusal(protocol.FORBIDDEN, f"{server}.{tool} is not allowed in this session")
         if not ctx.bucket.take():
             raise _Refusal(protocol.RATE_LIMITED, "too many tool calls; slow down")
-        info = self._tools.get((server, tool))
+        info = self.catalog.tool(ctx.owner, server, tool)
         if info is None:  # refused here, counted: never an upstream round trip per probe
             raise _Refusal(protocol.NOT_FOUND, f"no tool {server}.{tool}")
         if depth(args, self.limits.max_depth) > self.limits.max_depth:

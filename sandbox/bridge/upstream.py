@@ -1,8 +1,6 @@
-"""Connections to the upstream MCP servers, held open in one event-loop thread.
+"""One connection to an upstream MCP server, supervised: connect, list, call, restart.
 
-Each server has a supervisor task that connects with the official SDK client, lists the
-tools and keeps the connection; a stdio server that crashes or hangs past a call's timeout is
-restarted. Sync callers (the orchestrator) submit coroutines with `submit()`.
+Which connection serves which owner's call is `sandbox.bridge.pool`'s business.
 """
 
 from __future__ import annotations
@@ -10,10 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine
-from concurrent.futures import Future
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import httpx2
 from mcp import Client
@@ -21,12 +18,10 @@ from mcp.client.stdio import StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
-from sandbox.bridge.config import HttpServer, McpConfig, StdioServer
-from sandbox.core.loop import BackgroundLoop
+from sandbox.bridge.config import HttpServer, StdioServer
 from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class UpstreamCallError(Exception):
@@ -38,6 +33,14 @@ class UpstreamCallError(Exception):
         super().__init__(message)
         self.code = code
         self.restarted = restarted
+
+
+class UpstreamCapacityError(UpstreamCallError):
+    """No new per-owner connection may start: the server's or the controller's cap is reached
+    (idle ones are stopped first). The sandbox sees it as `unavailable`, with this message."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(protocol.UNAVAILABLE, message)
 
 
 @dataclass
@@ -57,113 +60,73 @@ class ToolInfo:
         ]
 
 
-@dataclass
-class _Upstream:
-    name: str
-    spec: StdioServer | HttpServer
-    tools: dict[str, ToolInfo] = field(default_factory=dict)
-    client: Client | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    restart: asyncio.Event = field(default_factory=asyncio.Event)
-    error: str | None = None
-    generation: int = 0
+class Connection:
+    """One supervised connection to one server for one identity: an owner, or the deployment.
 
-
-class UpstreamPool:
-    """Owns the event loop thread and one supervised connection per configured server."""
+    A supervisor task connects with the official SDK client, lists the tools and holds the
+    connection; a stdio server that crashes, or hangs past a call's timeout, is restarted.
+    `resolve` fills `${secret:NAME}` references for this identity, at connect time.
+    """
 
     def __init__(
         self,
-        config: McpConfig,
-        connect_timeout_s: float = 30.0,
-        resolve: Callable[[str], str] | None = None,
-        loop: BackgroundLoop | None = None,
+        name: str,
+        spec: StdioServer | HttpServer,
+        resolve: Callable[[str], str],
+        owner: str | None = None,
     ) -> None:
-        self._resolve = resolve or (lambda text: text)
-        # The controller's shared loop; a pool made on its own (tests, tools) owns one.
-        self._owns_loop = loop is None
-        self._bg = loop if loop is not None else BackgroundLoop("sbx-mcp")
-        self._loop = self._bg.loop
+        self.name, self.spec, self.owner = name, spec, owner
+        self._resolve = resolve
+        self.tools: dict[str, ToolInfo] = {}
+        self.client: Client | None = None
+        self.ready = asyncio.Event()
+        self.restart = asyncio.Event()
+        self.error: str | None = None
+        self.generation = 0
+        self.in_flight = 0
+        self.last_used = 0.0
         self._stopping = False
-        self._ups: dict[str, _Upstream] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._task: asyncio.Task[None] | None = None
 
-        async def boot() -> None:
-            for name, spec in config.servers.items():
-                up = _Upstream(name, spec)
-                self._ups[name] = up
-                self._tasks.append(asyncio.create_task(self._supervise(up)))
-            if self._ups:
-                await asyncio.wait(
-                    [asyncio.create_task(u.ready.wait()) for u in self._ups.values()],
-                    timeout=connect_timeout_s,
-                )
+    def start(self) -> None:
+        """Start supervising (on the pool's loop)."""
+        self._task = asyncio.create_task(self._supervise())
 
-        self.submit(boot()).result()
-        for up in self._ups.values():
-            if not up.ready.is_set():
-                logger.warning("MCP server %r not ready: %s", up.name, up.error or "timed out")
+    async def stop(self) -> None:
+        """Close the connection for good; a stdio server's process is ended with it."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
-    def submit(self, coro: Coroutine[Any, Any, T]) -> Future[T]:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)
-
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return self._loop
-
-    def tools(self) -> list[ToolInfo]:
-        return [t for up in self._ups.values() for t in up.tools.values()]
-
-    def status(self) -> dict[str, str]:
-        return {
-            n: "ready" if u.ready.is_set() else f"down: {u.error or 'connecting'}"
-            for n, u in self._ups.items()
-        }
-
-    async def _supervise(self, up: _Upstream) -> None:
+    async def _supervise(self) -> None:
         backoff = 0.2
         while not self._stopping:
             try:
-                async with self._connect(up.spec) as client:
-                    tools = await client.list_tools()
-                    listed = list(tools.tools)
-                    cursor = tools.next_cursor
-                    while cursor:
-                        page = await client.list_tools(cursor=cursor)
-                        listed += page.tools
-                        cursor = page.next_cursor
-                    up.tools = {
-                        t.name: ToolInfo(
-                            up.name,
-                            t.name,
-                            t.description or "",
-                            dict(t.input_schema or {}),
-                            dict(t.output_schema) if t.output_schema else None,
-                        )
-                        for t in listed
-                    }
-                    up.client, up.error = client, None
-                    up.generation += 1
-                    up.restart.clear()
-                    up.ready.set()
+                async with self._connect() as client:
+                    self.tools = await _list_tools(self.name, client)
+                    self.client, self.error = client, None
+                    self.generation += 1
+                    self.restart.clear()
+                    self.ready.set()
                     backoff = 0.2
-                    await up.restart.wait()
+                    await self.restart.wait()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure of an upstream means reconnect
-                up.error = f"{type(exc).__name__}: {exc}"
-                logger.warning("MCP server %r failed: %s", up.name, up.error)
+                self.error = f"{type(exc).__name__}: {exc}"
+                logger.warning("MCP server %r failed: %s", self.name, self.error)
             finally:
-                up.client = None
-                up.ready.clear()
+                self.client = None
+                self.ready.clear()
             if self._stopping:
                 return
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
-    def _connect(self, spec: StdioServer | HttpServer) -> Client:
+    def _connect(self) -> Client:
         # ${secret:NAME} references are resolved here, at connect time, in the controller only.
-        r = self._resolve
+        r, spec = self._resolve, self.spec
         if isinstance(spec, StdioServer):
             params = StdioServerParameters(
                 command=spec.command,
@@ -177,51 +140,41 @@ class UpstreamPool:
         )
         return Client(_HttpTransport(spec.url, http), read_timeout_seconds=spec.timeout_s)
 
-    async def call(self, server: str, tool: str, args: dict[str, Any], timeout_s: float) -> Any:
+    async def call(self, tool: str, args: dict[str, Any], timeout_s: float) -> Any:
         """Call a tool; returns the JSON-able result the sandbox code receives.
 
         Raises:
-            UpstreamCallError: unknown server or tool, server down, timeout, or the tool failed.
+            UpstreamCallError: server down, no such tool, timeout, or the tool failed.
         """
-        up = self._ups.get(server)
-        if up is None:
-            raise UpstreamCallError(protocol.NOT_FOUND, f"no MCP server named {server!r}")
-        if not up.ready.is_set():
+        server = self.name
+        if not self.ready.is_set():
             # A server being (re)started gets up to 10 s to come up; the call's own timeout
             # then applies to the call.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(up.ready.wait(), timeout=max(10.0, timeout_s))
-        client = up.client
+                await asyncio.wait_for(self.ready.wait(), timeout=max(10.0, timeout_s))
+        client = self.client
         if client is None:
             raise UpstreamCallError(
-                protocol.UNAVAILABLE, f"MCP server {server!r} is not available: {up.error}"
+                protocol.UNAVAILABLE, f"MCP server {server!r} is not available: {self.error}"
             )
-        if tool not in up.tools:
+        if tool not in self.tools:
             raise UpstreamCallError(protocol.NOT_FOUND, f"server {server!r} has no tool {tool!r}")
-        generation = up.generation
+        generation = self.generation
         try:
             result = await asyncio.wait_for(
                 client.call_tool(tool, args, read_timeout_seconds=timeout_s), timeout=timeout_s + 1
             )
         except TimeoutError:
-            raise UpstreamCallError(
-                protocol.TIMEOUT,
-                f"{server}.{tool} did not answer within {timeout_s:g} s",
-                restarted=self._restart_stdio(up, generation),
-            ) from None
+            raise self._timed_out(tool, timeout_s, generation) from None
         except MCPError as exc:
             if "connection closed" in str(exc).lower():
                 raise UpstreamCallError(
                     protocol.UNAVAILABLE,
                     f"MCP server {server!r} closed the connection; restarting it",
-                    restarted=self._restart(up, generation),
+                    restarted=self._restart(generation),
                 ) from None
             if "timed out" in str(exc).lower():
-                raise UpstreamCallError(
-                    protocol.TIMEOUT,
-                    f"{server}.{tool} did not answer within {timeout_s:g} s",
-                    restarted=self._restart_stdio(up, generation),
-                ) from None
+                raise self._timed_out(tool, timeout_s, generation) from None
             raise UpstreamCallError(
                 protocol.UPSTREAM_ERROR, f"{server}.{tool} failed: {exc}"
             ) from None
@@ -229,7 +182,7 @@ class UpstreamPool:
             raise UpstreamCallError(
                 protocol.UNAVAILABLE,
                 f"MCP server {server!r} connection failed; restarting it",
-                restarted=self._restart(up, generation),
+                restarted=self._restart(generation),
             ) from exc
         if result.is_error:
             raise UpstreamCallError(
@@ -238,7 +191,7 @@ class UpstreamPool:
         structured = result.structured_content
         if structured is not None:
             if (
-                up.tools[tool].wraps_result
+                self.tools[tool].wraps_result
                 and isinstance(structured, dict)
                 and set(structured) == {"result"}
             ):
@@ -246,30 +199,41 @@ class UpstreamPool:
             return structured
         return _content_value(result.content)
 
-    def _restart_stdio(self, up: _Upstream, generation: int) -> bool:
+    def _timed_out(self, tool: str, timeout_s: float, generation: int) -> UpstreamCallError:
         # A hung stdio server blocks every later call too; a hung remote one is not ours to restart.
-        return isinstance(up.spec, StdioServer) and self._restart(up, generation)
+        return UpstreamCallError(
+            protocol.TIMEOUT,
+            f"{self.name}.{tool} did not answer within {timeout_s:g} s",
+            restarted=isinstance(self.spec, StdioServer) and self._restart(generation),
+        )
 
-    @staticmethod
-    def _restart(up: _Upstream, generation: int) -> bool:
+    def _restart(self, generation: int) -> bool:
         """Ask the supervisor for a new connection; True if this call is what caused it."""
-        if up.generation != generation:
+        if self.generation != generation:
             return False
-        up.ready.clear()
-        up.restart.set()
+        self.ready.clear()
+        self.restart.set()
         return True
 
-    def close(self) -> None:
-        async def stop() -> None:
-            self._stopping = True
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
-        with contextlib.suppress(Exception):
-            self.submit(stop()).result(timeout=10)
-        if self._owns_loop:
-            self._bg.close()
+async def _list_tools(server: str, client: Client) -> dict[str, ToolInfo]:
+    tools = await client.list_tools()
+    listed = list(tools.tools)
+    cursor = tools.next_cursor
+    while cursor:
+        page = await client.list_tools(cursor=cursor)
+        listed += page.tools
+        cursor = page.next_cursor
+    return {
+        t.name: ToolInfo(
+            server,
+            t.name,
+            t.description or "",
+            dict(t.input_schema or {}),
+            dict(t.output_schema) if t.output_schema else None,
+        )
+        for t in listed
+    }
 
 
 class _HttpTransport:

@@ -223,7 +223,8 @@ class Orchestrator:
         """Find configured MCP tools by keywords; detail is 'name', 'summary' or 'schema'.
 
         With a `principal`, only tools their sessions may call: those of `profile`, or of the
-        profile their sessions get when they name none. Without one, every configured tool.
+        profile their sessions get when they name none, and their owner's own servers. Without
+        one, every tool of the deployment's servers.
 
         Raises:
             ProfileNotAllowedError: the principal may not use that profile (audited).
@@ -236,7 +237,8 @@ class Orchestrator:
             tools = pick(self.profiles, name).tools
         if self.bridge is None:
             return []
-        return self.bridge.search_tools(query, detail, limit, tools)
+        owner = principal.owner if principal is not None else None
+        return self.bridge.search_tools(query, detail, limit, tools, owner=owner)
 
     def expire_sessions(self, now: float | None = None) -> list[str]:
         """Close sessions past their TTL or idle time; returns their ids."""

@@ -195,7 +195,7 @@ class Runner:
             skills=box.skills,
             channel_dir=channel.dir,
             labels=labels,
-            servers=parts.bridge.servers_dir if parts.bridge else None,
+            servers=parts.bridge.servers_dir_for(box.owner) if parts.bridge else None,
             owner=box.owner,
         )
         ref: ContainerRef | None = None

@@ -277,7 +277,7 @@ class Session:
     ) -> list[dict[str, Any]]:
         """Find the MCP tools this session may call; detail is 'name', 'summary' or 'schema'."""
         bridge = self._parts.bridge
-        return bridge.search_tools(query, detail, limit, self.tools) if bridge else []
+        return bridge.search_tools(query, detail, limit, self.tools, self.owner) if bridge else []
 
     def ready(self, timeout: float = 30.0) -> bool:
         """Wait until the next container is warm; False if warming is off or did not finish."""

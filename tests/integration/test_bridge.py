@@ -75,7 +75,7 @@ print(r["status"], c["id"])
     )
     assert out == "queued C-1002\n"
     outbox = borc.bridge.upstreams.submit(
-        borc.bridge.upstreams.call("mailer", "list_outbox", {}, 5)
+        borc.bridge.upstreams.call("mailer", "list_outbox", {}, 5, owner="agent")
     ).result()  # type: ignore[union-attr]
     assert outbox[-1]["to"] == "jonas.weber@beispiel.de"
 
