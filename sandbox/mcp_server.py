@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import InputRequiredResult
 
 from sandbox.core.admission import Principal
 from sandbox.core.aio import run_admitted
@@ -25,6 +26,7 @@ from sandbox.core.orchestrator import Orchestrator
 from sandbox.core.session import Session
 from sandbox.exceptions import SandboxError, describe
 from sandbox.http_api.deps import PRINCIPAL_STATE
+from sandbox.mcp_approvals import Prompts
 from sandbox.settings import Settings
 
 T = TypeVar("T")
@@ -141,22 +143,31 @@ def build_mcp_server(
     mcp = MCPServer("sandbox", instructions=INSTRUCTIONS, log_level="WARNING")
     sessions = _Sessions(get_orc, local, idle_s)
     mcp.sandbox_sessions = sessions  # type: ignore[attr-defined]
+    prompts = Prompts(lambda: get_orc().approvals)
 
     @mcp.tool()
-    async def execute_code(code: str, ctx: Context, timeout: float | None = None) -> dict[str, Any]:
+    async def execute_code(
+        code: str, ctx: Context, timeout: float | None = None
+    ) -> dict[str, Any] | InputRequiredResult:
         """Run Python source in a fresh sandbox container. Returns stdout, stderr, exit_code,
         duration_s and the flags timed_out, oom_killed, output_truncated. Files written to
-        /workspace stay for later calls in this conversation."""
+        /workspace stay for later calls in this conversation. Tool calls that need approval
+        are put to the user while the code runs (when the client supports elicitation)."""
         s, surface = await anyio.to_thread.run_sync(sessions.get, ctx)
-        result = await _admitted(
-            run_admitted(
-                get_orc(),
-                s.principal,
-                surface,
-                lambda slot: s.run(code, timeout=timeout, slot=slot),
+
+        async def work() -> dict[str, Any]:
+            result = await _admitted(
+                run_admitted(
+                    get_orc(),
+                    s.principal,
+                    surface,
+                    lambda slot: s.run(code, timeout=timeout, slot=slot),
+                )
             )
-        )
-        return result.model_dump(exclude={"exec_id"})
+            return result.model_dump(exclude={"exec_id"})
+
+        key = s.principal
+        return await prompts.run(ctx, s.id, key.owner, key.key_id, work)
 
     @mcp.tool()
     def search_tools(
