@@ -34,9 +34,19 @@ def _secret_store(settings: Settings):  # type: ignore[no-untyped-def]
     return SecretStore(settings.data_dir / "secrets.json", master_key(key, settings.data_dir))
 
 
+OwnerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="An owner's own secret: their connections take it before the deployment's "
+        "of the same name."
+    ),
+]
+
+
 @secrets_app.command("set")
 def secrets_set(
     name: Annotated[str, typer.Argument(help="Referred to as ${secret:NAME} in mcpServers.")],
+    owner: OwnerOption = None,
 ) -> None:
     """Store a secret read from standard input (never from the command line)."""
     value = sys.stdin.read().rstrip("\n")
@@ -44,17 +54,21 @@ def secrets_set(
         raise _fail(ValueError("no secret on standard input"))
     settings = Settings()
     try:
-        _secret_store(settings).set(name, value)
+        _secret_store(settings).set(name, value, owner=owner)
     except SandboxError as exc:
         raise _fail(exc) from exc
-    _admin_event(settings, "secret_set", name=name)
-    typer.echo(f"stored secret {name!r}")
+    _admin_event(settings, "secret_set", name=name, owner=owner)
+    typer.echo(f"stored secret {name!r}" + (f" for owner {owner!r}" if owner else ""))
 
 
 @secrets_app.command("list")
-def secrets_list() -> None:
-    """Names of stored secrets (never their values)."""
-    for name in _secret_store(Settings()).names():
+def secrets_list(
+    owner: OwnerOption = None,
+    owners: Annotated[bool, typer.Option("--owners", help="Owners that have secrets.")] = False,
+) -> None:
+    """Names of stored secrets (never their values): the deployment's, or an owner's."""
+    store = _secret_store(Settings())
+    for name in store.owners() if owners else store.names(owner):
         typer.echo(name)
 
 
@@ -75,14 +89,14 @@ def secrets_rotate() -> None:
 
 
 @secrets_app.command("delete")
-def secrets_delete(name: str) -> None:
+def secrets_delete(name: str, owner: OwnerOption = None) -> None:
     settings = Settings()
     try:
-        _secret_store(settings).delete(name)
+        _secret_store(settings).delete(name, owner=owner)
     except SandboxError as exc:
         raise _fail(exc) from exc
-    _admin_event(settings, "secret_deleted", name=name)
-    typer.echo(f"deleted secret {name!r}")
+    _admin_event(settings, "secret_deleted", name=name, owner=owner)
+    typer.echo(f"deleted secret {name!r}" + (f" for owner {owner!r}" if owner else ""))
 
 
 def _audit_paths(settings: Settings) -> tuple[Path, Path]:
