@@ -6,7 +6,10 @@ These start real stdio MCP servers (tests/servers/tenant.py) on the host; no eng
 from __future__ import annotations
 
 import asyncio
+import socket
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from sandbox.runtime import protocol
 from sandbox.secrets import SecretStore
 
 TENANT = str(Path(__file__).parents[1] / "servers" / "tenant.py")
+TENANT_HTTP = str(Path(__file__).parents[1] / "servers" / "tenant_http.py")
 IDLE = 300.0
 
 
@@ -217,3 +221,66 @@ def test_a_closed_pool_stops_every_process(make_pool: MakePool) -> None:
     pids = [call(pool, s, "whoami", "alice")["pid"] for s in ("notes", "common")]
     pool.close()
     assert not any(alive(p) for p in pids)
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[str]:
+    """A multi-tenant HTTP server: notes kept apart by the caller's credential."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    proc = subprocess.Popen(
+        [sys.executable, TENANT_HTTP, str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None:
+                pytest.fail("the HTTP test server exited")
+            time.sleep(0.05)  # no event to wait on: another process opening a port
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_each_owner_calls_a_remote_server_with_their_own_credentials(
+    tmp_path: Path, make_pool: MakePool, remote: str
+) -> None:
+    store = SecretStore(tmp_path / "secrets.json", b"k" * 32)
+    store.set("TOKEN", "deployment-token")
+    store.set("TOKEN", "alice-token", owner="alice")
+    store.set("TOKEN", "bob-token", owner="bob")
+    headers = {"Authorization": "Bearer ${secret:TOKEN}"}
+    pool = make_pool(
+        {
+            "mcpServers": {
+                "remote": {"url": remote, "headers": headers},
+                "common": {"url": remote, "headers": headers, "shared": True},
+            }
+        },
+        resolve=store.resolve,
+    )
+    assert pool.connections() == [("common", None)]
+    call(pool, "remote", "remember", "alice", text="alice's note")
+    assert call(pool, "remote", "recall", "bob") == []
+    assert call(pool, "remote", "recall", "alice") == ["alice's note"]
+    who = {o: call(pool, "remote", "whoami", o) for o in ("alice", "bob", "carol")}
+    assert len(set(who.values())) == 3  # carol has none of her own: the deployment's
+    assert call(pool, "common", "whoami", "alice") == who["carol"]
+
+
+def test_a_hung_call_restarts_only_its_owners_process(make_pool: MakePool) -> None:
+    pool = make_pool({"mcpServers": {"notes": tenant()}})
+    alice, bob = (call(pool, "notes", "whoami", o)["pid"] for o in ("alice", "bob"))
+    hung = pool.call("notes", "wait", {"seconds": 30}, 0.3, owner="alice")
+    with pytest.raises(UpstreamCallError) as err:
+        pool.submit(hung).result(30)
+    assert err.value.code == protocol.TIMEOUT and err.value.restarted
+    assert call(pool, "notes", "whoami", "bob")["pid"] == bob
+    assert call(pool, "notes", "whoami", "alice")["pid"] != alice
