@@ -12,7 +12,10 @@
 
 Every server runs once per owner (its own stdio process, or its own HTTP connection with
 credentials resolved for that owner) unless the deployment marks it `"shared": true`, which
-it should do only for a server that holds no tenant data. An owner's own servers are
+it should do only for a server that holds no tenant data. `${owner}` in args, env, cwd, url
+or headers is the owner's id, so a server that keeps data on disk gets a place per owner
+(`"args": ["--db", "/var/lib/mailer/${owner}.db"]`); a shared server has no owner to fill
+it with. An owner's own servers are
 declared by the operator, here: a server entry is a command the controller runs, so tenants
 never write one. A server name means one server across the deployment (policy rules name it),
 so an owner's server may not reuse the name of a deployment server.
@@ -56,6 +59,15 @@ class HttpServer(BaseModel):
 
 
 ServerSpec = StdioServer | HttpServer
+OWNER_REF = "${owner}"
+DEPLOYMENT = ".deployment"
+"""What `${owner}` becomes for the deployment's own connection (the one listing a server's
+tools at start): no owner id can be it."""
+
+
+def fill_owner(text: str, owner: str | None) -> str:
+    """`text` with `${owner}` replaced by the owner's id (DEPLOYMENT for None)."""
+    return text.replace(OWNER_REF, owner if owner is not None else DEPLOYMENT)
 
 
 def _pick_transport(data: object) -> object:
@@ -100,6 +112,9 @@ class McpConfig(BaseModel):
 
     @model_validator(mode="after")
     def _owners(self) -> McpConfig:
+        for name, spec in self.servers.items():
+            if spec.shared and OWNER_REF in spec.model_dump_json():
+                raise ValueError(f"{name!r} is shared: it has no owner to fill {OWNER_REF} with")
         for owner, own in self.owners.items():
             if not ID_PATTERN.fullmatch(owner):
                 raise ValueError(f"owner ids match {ID_PATTERN.pattern}, got {owner!r:.80}")

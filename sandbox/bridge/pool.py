@@ -12,9 +12,10 @@ would start one more, once the idle ones are stopped, gets UpstreamCapacityError
 
 Every declared server is listed once at start, with the credentials of whoever declared it
 (the deployment, or the owner); the listing's connection is then stopped unless the server
-is shared. `${secret:NAME}` resolves for the connection's identity: a deployment server's
-per-owner connection takes the owner's secret of that name, else the deployment's; an
-owner's own server only the owner's; a shared one only the deployment's.
+is shared. `${owner}` is filled with the connection's owner, and `${secret:NAME}` resolves
+for its identity: a deployment server's per-owner connection takes the owner's secret of
+that name, else the deployment's; an owner's own server only the owner's; a shared one only
+the deployment's.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from collections.abc import Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, Protocol, TypeVar
 
-from sandbox.bridge.config import McpConfig, ServerSpec
+from sandbox.bridge.config import McpConfig, ServerSpec, fill_owner
 from sandbox.bridge.upstream import Connection, ToolInfo, UpstreamCallError, UpstreamCapacityError
 from sandbox.core.loop import BackgroundLoop
 from sandbox.models import ToolLimits
@@ -198,7 +199,7 @@ class UpstreamPool:
         server, owner = key
 
         def resolve(text: str) -> str:
-            return self._resolve(text, owner, deployment=not own)
+            return self._resolve(fill_owner(text, owner), owner, deployment=not own)
 
         conn = Connection(server, spec, resolve, owner)
         conn.last_used = self._clock()

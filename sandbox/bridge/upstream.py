@@ -125,14 +125,14 @@ class Connection:
             backoff = min(backoff * 2, 5.0)
 
     def _connect(self) -> Client:
-        # ${secret:NAME} references are resolved here, at connect time, in the controller only.
+        # ${owner} and ${secret:NAME} are filled here, at connect time, in the controller only.
         r, spec = self._resolve, self.spec
         if isinstance(spec, StdioServer):
             params = StdioServerParameters(
                 command=spec.command,
                 args=[r(a) for a in spec.args],
                 env={k: r(v) for k, v in spec.env.items()} or None,
-                cwd=spec.cwd,
+                cwd=r(spec.cwd) if spec.cwd is not None else None,
             )
             return Client(params, read_timeout_seconds=spec.timeout_s)
         http = httpx2.AsyncClient(

@@ -19,6 +19,7 @@ import pytest
 from sandbox.bridge.config import load_config
 from sandbox.bridge.pool import Key, UpstreamPool
 from sandbox.bridge.upstream import UpstreamCallError, UpstreamCapacityError
+from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.runtime import protocol
 from sandbox.secrets import SecretStore
@@ -284,3 +285,14 @@ def test_a_hung_call_restarts_only_its_owners_process(make_pool: MakePool) -> No
     assert err.value.code == protocol.TIMEOUT and err.value.restarted
     assert call(pool, "notes", "whoami", "bob")["pid"] == bob
     assert call(pool, "notes", "whoami", "alice")["pid"] != alice
+
+
+def test_owner_fills_a_per_owner_place_and_is_refused_on_a_shared_server(
+    make_pool: MakePool,
+) -> None:
+    env = {"TENANT_TOKEN": "data-of-${owner}"}
+    pool = make_pool({"mcpServers": {"notes": tenant(env=env)}})
+    assert call(pool, "notes", "whoami", "alice")["token"] == "data-of-alice"
+    assert call(pool, "notes", "whoami", None)["token"] == "data-of-.deployment"
+    with pytest.raises(InvalidInputError, match="no owner to fill"):
+        load_config({"mcpServers": {"notes": tenant(env=env, shared=True)}})
