@@ -58,13 +58,13 @@ def main() -> None:
         assert bridge is not None
         pool = bridge.upstreams
         s.run(INSIDE.format(n=50))  # warm-up both paths
-        pool.submit(pool.call("faulty", "noop", {}, 5)).result()
+        pool.submit(pool.call("faulty", "noop", {}, 5, owner="bench")).result()
         for _ in range(args.blocks):
             r = s.run(INSIDE.format(n=per_block), timeout=30)
             inside += json.loads(r.stdout)
             for _ in range(per_block):
                 t = time.perf_counter()
-                pool.submit(pool.call("faulty", "noop", {}, 5)).result()
+                pool.submit(pool.call("faulty", "noop", {}, 5, owner="bench")).result()
                 direct.append(time.perf_counter() - t)
     p50_in, p50_direct = statistics.median(inside), statistics.median(direct)
     print(f"# no-op tool call, {len(inside)} calls per side in {args.blocks} alternating blocks\n")
