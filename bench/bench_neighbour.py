@@ -6,8 +6,9 @@
 (one key) loops over a run of `print(1)` and a run that makes one tool call, over HTTP; the
 attacker (another key) runs every flood we know of at once: forged-token call floods, junk
 control frames, output floods, dropped SSE streams, deep tool arguments, large uploads in
-parallel. Quiet and attacked phases alternate in the same process, so noise hits both. Reports
-the victim's p50/p99 per phase, its failures, and the controller's peak memory (VmHWM).
+parallel, and a churn of empty runs on four sessions. Quiet and attacked phases alternate in
+the same process, so noise hits both. Reports the victim's p50/p99 per phase, its failures,
+the attacker's run rates, and the controller's peak memory (VmHWM).
 """
 
 from __future__ import annotations
@@ -115,18 +116,26 @@ def victim_loop(
                 bad.append(f"{r.status_code} {r.text[:120]}")
 
 
-ATTACKS = ("tokens", "junk", "output", "deep", "streams", "uploads")
+ATTACKS = ("tokens", "junk", "output", "deep", "streams", "uploads", "churn")
+
+
+ATTACK_RUNS: dict[str, list[float]] = {}
 
 
 def attacker(
     t: Tenant, stop: threading.Event, only: tuple[str, ...] = ATTACKS
 ) -> list[threading.Thread]:
     sids = [t.session() for _ in range(4)]
+    churn_sids = [t.session() for _ in range(4)] if "churn" in only else []
 
     def runs(sid: str, code: str) -> Callable[[], None]:
+        took = ATTACK_RUNS.setdefault(code[:40], [])
+
         def go() -> None:
             while not stop.is_set():
+                start = time.perf_counter()
                 t.run(sid, code, timeout=8)
+                took.append(time.perf_counter() - start)
 
         return go
 
@@ -156,6 +165,7 @@ def attacker(
         "deep": [runs(sids[2], DEEP)],
         "streams": [dropped_streams],
         "uploads": [uploads(0), uploads(1), uploads(2)],
+        "churn": [runs(sid, "pass") for sid in churn_sids],
     }
     jobs = [job for name in only for job in by_name[name]]
     threads = [threading.Thread(target=job, daemon=True) for job in jobs]
@@ -238,6 +248,11 @@ def main() -> None:
     ratio = pct(phases["attacked"], 0.99) / pct(phases["quiet"], 0.99)
     print(f"\nattacked p99 / quiet p99: {ratio:.2f} (target <= 2)")
     print(f"controller peak memory (VmHWM): {peak / MiB:.0f} MiB")
+    for code, took in ATTACK_RUNS.items():
+        total = args.rounds * args.seconds
+        print(
+            f"attacker runs of {code[:24]!r}: {len(took) / total:.1f}/s, p50 {pct(took, 0.5):.2f} s"
+        )
     for phase, bad in failures.items():
         for b in bad[:5]:
             print(f"{phase} failure: {b}")

@@ -2,34 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
 from sandbox.backends.local import LOCAL_IMAGE
-from sandbox.bridge.approvals.models import ApprovalSettings
 from sandbox.models import Limits, ToolLimits, validate_id
-from sandbox.pii.policy import RestoreRule
-
-
-class PiiFieldRule(BaseModel):
-    """What one field of a tool's JSON result holds, e.g. `{"tools": "crm.*", "path":
-    "customer.owner", "entity": "PERSON"}`: its whole value becomes one `[PERSON_n]` token."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    path: str = Field(min_length=1, max_length=512)
-    """Keys from the result's root (or the root of a JSON text inside it), dot-separated and
-    compared like key rules (case, `_`, `-`, camelCase ignored); `*` is any one key, `**` any
-    number of them; list items add no step (`customers.name` reaches every customer)."""
-    entity: str | None = Field(pattern=r"^[A-Z][A-Z_]{1,30}$")
-    """The token's entity name; null marks the field as none of the key-based entities
-    (pattern detection of emails, phones... still runs on it)."""
-    tools: str = Field("*", min_length=1, max_length=256)
-    """Which results: a glob over `server.tool`."""
 
 
 class PiiSettings(BaseModel):
@@ -40,15 +22,7 @@ class PiiSettings(BaseModel):
     """Which entities to tokenize; None means all of EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
     IP_ADDRESS, SECRET."""
     phone_region: str = "US"
-    """Region tried first for phone numbers written without a +country code (it decides the
-    normalized form of a number several regions could own)."""
-    phone_regions: list[str] | None = None
-    """Further regions whose national formats count as phone numbers; None: a broad default
-    list (sandbox.pii.phones.DEFAULT_REGIONS)."""
-    private_ips: bool = False
-    """Also tokenize loopback, private and link-local addresses (127/8, 10/8, 172.16/12,
-    192.168/16, 169.254/16, 100.64/10, ::1, fc00::/7, fe80::/10). Off: they name machines of
-    the user's own network (often the sandbox's), not people, and code needs them verbatim."""
+    """Region assumed for phone numbers written without a +country code."""
     secret: SecretStr | None = None
     """Master secret (32+ bytes) the session vault keys derive from; None: a random one per
     process (vaults live in memory and die with their session, so nothing needs it later)."""
@@ -59,20 +33,6 @@ class PiiSettings(BaseModel):
     """Also tokenize these Presidio entities (e.g. PERSON, LOCATION); needs the `presidio`
     extra and a spaCy model with NER. None: Presidio is not used."""
     presidio_model: str = "en_core_web_lg"
-    structured: bool = True
-    """In JSON results, tokenize values by what their key or the tool's outputSchema says they
-    are: names ([PERSON_n]), street addresses ([ADDRESS_n]), phone, SSN and card numbers."""
-    fields: list[PiiFieldRule] = []
-    """Field rules per server and tool; they win over key names and schemas."""
-    restore_rules: list[RestoreRule] = []
-    """Where real values may go beyond the default, which restores a token only into tools of
-    the server whose result produced it (sandbox/pii/policy.py); profiles add their own.
-    E.g. `[{"entities": ["EMAIL"], "from": "crm.*", "to": "mailer.send_email", "args": ["to"]}]`."""
-    vault_entries: int = Field(20_000, ge=1)
-    """Distinct values one session's vault may hold; past it, or past `vault_bytes`, a new
-    value becomes `[ENTITY_REDACTED]` (audited once per session) and can never be restored."""
-    vault_bytes: int = Field(2 * 1024 * 1024, ge=1024)
-    """UTF-8 bytes of those values (each entry costs about 450 bytes more in memory)."""
 
 
 class ApiSettings(BaseModel):
@@ -98,6 +58,9 @@ class ApiSettings(BaseModel):
     """Of those waiting runs, at most this many of one key."""
     run_queue_wait_s: float = Field(300.0, gt=0)
     """A run that waited this long for a slot is refused (429) instead."""
+    run_starts_per_s: float | None = Field(None, ge=0)
+    """The engine's budget of container starts a second, shared fairly between keys while it
+    is exceeded (a key alone is never slowed); None: 4 per CPU core; 0: no sharing."""
     sessions_per_owner: int = Field(32, ge=1)
     sessions_total: int = Field(1024, ge=1)
     session_ttl_s: float = Field(8 * 3600, gt=0)
@@ -107,6 +70,12 @@ class ApiSettings(BaseModel):
     """How long a POST's result answers retries with its Idempotency-Key."""
     idempotency_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     """Disk for those results (never memory); past it the oldest answer 410 instead."""
+
+    def starts_budget(self) -> float:
+        """Container starts a second shared fairly between keys (0: no sharing)."""
+        if self.run_starts_per_s is not None:
+            return self.run_starts_per_s
+        return 4.0 * (os.cpu_count() or 1)
 
 
 class Settings(BaseSettings):
@@ -146,8 +115,6 @@ class Settings(BaseSettings):
     strict, default (these settings' limits and runtime) and data-science."""
     pii: PiiSettings = PiiSettings()
     api: ApiSettings = ApiSettings()
-    approvals: ApprovalSettings = ApprovalSettings()
-    """Tool calls that wait for a person's decision (profiles' `approval`, the PII policy)."""
     secret_key: SecretStr | None = None
     """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
     random one is kept in `<data_dir>/secret.key`."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 
 from sandbox.audit import AuditLog
 from sandbox.audit_queue import AuditQueue
+from sandbox.core.pacing import StartShare
 from sandbox.exceptions import (
     AuthenticationError,
     ProfileNotAllowedError,
@@ -66,11 +68,18 @@ class RunSlots:
 
     Waiting costs no thread: a request is a Future granted when a slot frees up, so an async
     surface awaits it and a sync caller blocks on it. A waiter whose key is at its own cap does
-    not hold up waiters of other keys.
+    not hold up waiters of other keys. With `starts_per_s`, a key that has had its share of
+    the engine's starts while they are over that budget waits too (see `pacing`).
     """
 
     def __init__(
-        self, per_key: int, total: int, queue: int, queue_per_key: int | None = None
+        self,
+        per_key: int,
+        total: int,
+        queue: int,
+        queue_per_key: int | None = None,
+        starts_per_s: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._per_key, self._total, self._queue = per_key, total, queue
         # One key's waiters may not fill the queue every key shares.
@@ -79,6 +88,8 @@ class RunSlots:
         self._active: dict[str, int] = {}
         self._running = 0
         self._waiters: deque[tuple[str, Future[Slot]]] = deque()
+        self._share = StartShare(starts_per_s, clock)
+        self._timer: threading.Timer | None = None
 
     def request(self, key_id: str) -> Future[Slot]:
         """A future that resolves to a held Slot.
@@ -89,31 +100,37 @@ class RunSlots:
         fut: Future[Slot] = Future()
         with self._lock:
             self._waiters = deque(w for w in self._waiters if not w[1].cancelled())
+            now = self._share.now()
             ahead = any(k == key_id for k, _ in self._waiters)
-            if not ahead and self._room(key_id):
+            if not ahead and self._may_start(key_id, now):
                 fut.set_running_or_notify_cancel()
-                self._take(key_id)
+                self._take(key_id, now)
                 fut.set_result(Slot(key_id, self._release))
                 return fut
             waiting = sum(k == key_id for k, _ in self._waiters)
             if len(self._waiters) >= self._queue or waiting >= self._queue_per_key:
                 raise QueueFullError("too many runs waiting; try again later", retry_after=1.0)
             self._waiters.append((key_id, fut))
+            self._arm(now)
         return fut
 
     def in_use(self, key_id: str | None = None) -> int:
         with self._lock:
             return self._running if key_id is None else self._active.get(key_id, 0)
 
-    def _room(self, key_id: str) -> bool:
-        return self._running < self._total and self._active.get(key_id, 0) < self._per_key
+    def _may_start(self, key_id: str, now: float) -> bool:
+        return (
+            self._running < self._total
+            and self._active.get(key_id, 0) < self._per_key
+            and self._share.allows(key_id, (k for k, _ in self._waiters), now)
+        )
 
-    def _take(self, key_id: str) -> None:
+    def _take(self, key_id: str, now: float) -> None:
         self._running += 1
         self._active[key_id] = self._active.get(key_id, 0) + 1
+        self._share.started(key_id, now)
 
     def _release(self, key_id: str) -> None:
-        granted: list[tuple[Future[Slot], Slot]] = []
         with self._lock:
             self._running -= 1
             left = self._active[key_id] - 1
@@ -121,16 +138,39 @@ class RunSlots:
                 self._active[key_id] = left
             else:
                 del self._active[key_id]
+        self._grant()
+
+    def _grant(self) -> None:
+        """Hand free slots to waiters, in order, as far as caps and shares allow."""
+        granted: list[tuple[Future[Slot], Slot]] = []
+        with self._lock:
+            now = self._share.now()
             keep: deque[tuple[str, Future[Slot]]] = deque()
             for key, fut in self._waiters:
-                if self._room(key) and fut.set_running_or_notify_cancel():
-                    self._take(key)
+                if self._may_start(key, now) and fut.set_running_or_notify_cancel():
+                    self._take(key, now)
                     granted.append((fut, Slot(key, self._release)))
                 elif not fut.cancelled():
                     keep.append((key, fut))
             self._waiters = keep
+            self._arm(now)
         for fut, slot in granted:  # outside the lock: callbacks may run here
             fut.set_result(slot)
+
+    def _arm(self, now: float) -> None:
+        """A waiter held back by its share is looked at again when the window moves on."""
+        if not self._waiters or self._timer is not None:
+            return
+        delay = self._share.next_change(now)
+        if delay is not None:
+            self._timer = threading.Timer(delay + 0.001, self._tick)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def _tick(self) -> None:
+        with self._lock:
+            self._timer = None
+        self._grant()
 
 
 class Admission:
@@ -152,7 +192,11 @@ class Admission:
         self._buckets: dict[str, TokenBucket] = {}
         self._buckets_lock = threading.Lock()
         self.slots = RunSlots(
-            rules.runs_per_key, rules.runs_total, rules.run_queue, rules.run_queue_per_key
+            rules.runs_per_key,
+            rules.runs_total,
+            rules.run_queue,
+            rules.run_queue_per_key,
+            starts_per_s=rules.starts_budget(),
         )
 
     # -- who ----------------------------------------------------------------------------
