@@ -28,7 +28,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -43,6 +43,7 @@ from sandbox.bridge.approvals.models import (
     summarize,
 )
 from sandbox.exceptions import NotFoundError
+from sandbox.pii.restore import Restored, RestoreRefusal
 from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
@@ -110,16 +111,24 @@ class ApprovalBroker:
         server: str,
         tool: str,
         args: Mapping[str, Any],
-        reasons: Sequence[str] = (),
+        restore: Restored | RestoreRefusal | None = None,
     ) -> tuple[str, str] | None:
         """None when the call may go on: nothing asks for approval, or a person approved it.
-        Otherwise the error code and message the box gets (the call is not made)."""
-        why = list(reasons)
+        Otherwise the error code and message the box gets (the call is not made).
+
+        Asks once for what the profile marks and what the restore policy's verdict on the
+        call's tokens (`restore`) leaves to a person. A restore the policy denies is never
+        asked about: None, and the caller refuses the call."""
+        why = []
         pattern = next(
             (p for p in ctx.approval if fnmatch.fnmatchcase(f"{server}.{tool}", p)), None
         )
         if pattern is not None:
-            why.insert(0, f"profile requires approval ({pattern})")
+            why.append(f"profile requires approval ({pattern})")
+        if isinstance(restore, RestoreRefusal):
+            if not restore.needs_approval:
+                return None
+            why.append(f"policy: {restore.message()}")
         if not why:
             return None
         try:
@@ -339,6 +348,11 @@ class ApprovalBroker:
             tool=a.tool[:128],
             **fields,
         )
+
+
+def approved(refusal: RestoreRefusal) -> set[tuple[str, str]]:
+    """The (token, argument) pairs a person's yes to `refusal` approves."""
+    return {(b.token, b.arg) for b in refusal.blocked}
 
 
 def _tell(fn: Callable[[Approval], None], approval: Approval) -> None:

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -18,9 +18,11 @@ from sandbox.bridge.approvals import (
     ApprovalBroker,
     ApprovalLimitError,
     ApprovalSettings,
+    approved,
     summarize,
 )
 from sandbox.exceptions import NotFoundError
+from sandbox.pii.restore import Blocked, Restored, RestoreRefusal
 from sandbox.runtime import protocol
 
 SEND = {"to": "[EMAIL_1]", "subject": "Renewal", "body": "Hi [PERSON_1]"}
@@ -276,3 +278,39 @@ def test_closing_withdraws_what_is_pending(trail: Any) -> None:
 
     code, message = run(work)
     assert code == protocol.FORBIDDEN and "(withdrawn)" in message
+
+
+def refusal(action: Literal["approve", "deny"]) -> RestoreRefusal:
+    blocked = Blocked("[EMAIL_1]", "EMAIL", ("crm.get_customer",), "to", action)
+    return RestoreRefusal("mailer", "send_email", (blocked,))
+
+
+def test_a_restore_the_policy_leaves_to_a_person_is_asked_once_with_the_profiles_reason(
+    trail: Any,
+) -> None:
+    broker = make(trail)
+
+    async def work() -> tuple[Any, Approval]:
+        gate = asyncio.create_task(
+            broker.gate(Ctx(), "mailer", "send_email", SEND, refusal("approve"))
+        )
+        pending = await first_pending(broker)
+        broker.decide("alice", pending.id, True)
+        return await gate, pending
+
+    verdict, pending = run(work)
+    assert verdict is None
+    assert pending.reason == (
+        "profile requires approval (mailer.send_*); policy: restoring [EMAIL_1] (EMAIL from "
+        "crm.get_customer) into mailer.send_email argument 'to' needs approval"
+    )
+    assert approved(refusal("approve")) == {("[EMAIL_1]", "to")}
+    assert len(events(trail, "approval_requested")) == 1
+
+
+def test_a_restore_the_policy_denies_is_never_put_to_a_person(trail: Any) -> None:
+    broker = make(trail)
+    assert run(lambda: broker.gate(Ctx(), "mailer", "send_email", SEND, refusal("deny"))) is None
+    assert events(trail) == []
+    asked = Ctx(approval=())
+    assert run(lambda: broker.gate(asked, "mailer", "send_email", SEND, Restored({}))) is None
