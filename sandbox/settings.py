@@ -6,12 +6,31 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from sandbox.backends import BackendConfig, DockerBackendConfig, LocalProcessBackendConfig
 from sandbox.backends.local import LOCAL_IMAGE
+from sandbox.bridge.approvals.models import ApprovalSettings
 from sandbox.models import Limits, ToolLimits, validate_id
+from sandbox.pii.policy import RestoreRule
+
+
+class PiiFieldRule(BaseModel):
+    """What one field of a tool's JSON result holds, e.g. `{"tools": "crm.*", "path":
+    "customer.owner", "entity": "PERSON"}`: its whole value becomes one `[PERSON_n]` token."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    path: str = Field(min_length=1, max_length=512)
+    """Keys from the result's root (or the root of a JSON text inside it), dot-separated and
+    compared like key rules (case, `_`, `-`, camelCase ignored); `*` is any one key, `**` any
+    number of them; list items add no step (`customers.name` reaches every customer)."""
+    entity: str | None = Field(pattern=r"^[A-Z][A-Z_]{1,30}$")
+    """The token's entity name; null marks the field as none of the key-based entities
+    (pattern detection of emails, phones... still runs on it)."""
+    tools: str = Field("*", min_length=1, max_length=256)
+    """Which results: a glob over `server.tool`."""
 
 
 class PiiSettings(BaseModel):
@@ -22,7 +41,15 @@ class PiiSettings(BaseModel):
     """Which entities to tokenize; None means all of EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
     IP_ADDRESS, SECRET."""
     phone_region: str = "US"
-    """Region assumed for phone numbers written without a +country code."""
+    """Region tried first for phone numbers written without a +country code (it decides the
+    normalized form of a number several regions could own)."""
+    phone_regions: list[str] | None = None
+    """Further regions whose national formats count as phone numbers; None: a broad default
+    list (sandbox.pii.phones.DEFAULT_REGIONS)."""
+    private_ips: bool = False
+    """Also tokenize loopback, private and link-local addresses (127/8, 10/8, 172.16/12,
+    192.168/16, 169.254/16, 100.64/10, ::1, fc00::/7, fe80::/10). Off: they name machines of
+    the user's own network (often the sandbox's), not people, and code needs them verbatim."""
     secret: SecretStr | None = None
     """Master secret (32+ bytes) the session vault keys derive from; None: a random one per
     process (vaults live in memory and die with their session, so nothing needs it later)."""
@@ -33,6 +60,20 @@ class PiiSettings(BaseModel):
     """Also tokenize these Presidio entities (e.g. PERSON, LOCATION); needs the `presidio`
     extra and a spaCy model with NER. None: Presidio is not used."""
     presidio_model: str = "en_core_web_lg"
+    structured: bool = True
+    """In JSON results, tokenize values by what their key or the tool's outputSchema says they
+    are: names ([PERSON_n]), street addresses ([ADDRESS_n]), phone, SSN and card numbers."""
+    fields: list[PiiFieldRule] = []
+    """Field rules per server and tool; they win over key names and schemas."""
+    restore_rules: list[RestoreRule] = []
+    """Where real values may go beyond the default, which restores a token only into tools of
+    the server whose result produced it (sandbox/pii/policy.py); profiles add their own.
+    E.g. `[{"entities": ["EMAIL"], "from": "crm.*", "to": "mailer.send_email", "args": ["to"]}]`."""
+    vault_entries: int = Field(20_000, ge=1)
+    """Distinct values one session's vault may hold; past it, or past `vault_bytes`, a new
+    value becomes `[ENTITY_REDACTED]` (audited once per session) and can never be restored."""
+    vault_bytes: int = Field(2 * 1024 * 1024, ge=1024)
+    """UTF-8 bytes of those values (each entry costs about 450 bytes more in memory)."""
 
 
 class ApiSettings(BaseModel):
@@ -115,6 +156,8 @@ class Settings(BaseSettings):
     strict, default (these settings' limits and runtime) and data-science."""
     pii: PiiSettings = PiiSettings()
     api: ApiSettings = ApiSettings()
+    approvals: ApprovalSettings = ApprovalSettings()
+    """Tool calls that wait for a person's decision (profiles' `approval`, the PII policy)."""
     secret_key: SecretStr | None = None
     """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
     random one is kept in `<data_dir>/secret.key`."""
