@@ -36,6 +36,7 @@ from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
+_LISTINGS_AT_ONCE = 8
 Key = tuple[str, str | None]
 """(server, owner); owner None is the deployment's own identity (shared servers, listings)."""
 
@@ -87,24 +88,29 @@ class UpstreamPool:
         return self._loop
 
     async def _boot(self, timeout_s: float) -> None:
-        probes: dict[Key, Connection] = {}
-        for name, spec in self._config.servers.items():
-            probes[(name, None)] = self._start((name, None), spec, own=False)
+        declared: list[tuple[Key, ServerSpec, bool]] = [
+            ((name, None), spec, False) for name, spec in self._config.servers.items()
+        ]
         for owner, own in self._config.owners.items():
-            for name, spec in own.servers.items():
-                probes[(name, owner)] = self._start((name, owner), spec, own=True)
-        if probes:
-            waits = [asyncio.create_task(c.ready.wait()) for c in probes.values()]
-            await asyncio.wait(waits, timeout=timeout_s)
-            for w in waits:
-                w.cancel()
-        for key, conn in probes.items():
-            if not conn.ready.is_set():
-                logger.warning("MCP server %r not ready: %s", key[0], conn.error or "timed out")
-                continue
-            self._listed[key] = dict(conn.tools)
-            if not conn.spec.shared:
-                await self._stop(key)  # it listed the tools; owners get their own on demand
+            declared += [((name, owner), spec, True) for name, spec in own.servers.items()]
+        # A few listings at once: a config with many owners must not start all their
+        # servers together.
+        at_once = asyncio.Semaphore(_LISTINGS_AT_ONCE)
+
+        async def listing(key: Key, spec: ServerSpec, own: bool) -> None:
+            async with at_once:
+                conn = self._start(key, spec, own)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.ready.wait(), timeout_s)
+                if not conn.ready.is_set():
+                    # Left trying: a shared one serves once up, a per-owner one is reaped.
+                    logger.warning("MCP server %r not ready: %s", key[0], conn.error or "timeout")
+                    return
+                self._listed[key] = dict(conn.tools)
+                if not spec.shared:
+                    await self._stop(key)  # it listed the tools; owners get their own on demand
+
+        await asyncio.gather(*(listing(*d) for d in declared))
         self._reaper = asyncio.create_task(self._reap_loop())
 
     def tools(self, owner: str | None = None) -> list[ToolInfo]:

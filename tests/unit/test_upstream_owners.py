@@ -296,3 +296,22 @@ def test_owner_fills_a_per_owner_place_and_is_refused_on_a_shared_server(
     assert call(pool, "notes", "whoami", None)["token"] == "data-of-.deployment"
     with pytest.raises(InvalidInputError, match="no owner to fill"):
         load_config({"mcpServers": {"notes": tenant(env=env, shared=True)}})
+
+
+def test_listing_many_owners_servers_at_start_runs_a_few_at_a_time(clock: Clock) -> None:
+    class Counting(UpstreamPool):
+        peak = 0
+
+        def _start(self, key: Key, spec: Any, own: bool) -> Any:
+            conn = super()._start(key, spec, own)
+            Counting.peak = max(Counting.peak, len(self.connections()))
+            return conn
+
+    owners = {f"o{i}": {"mcpServers": {f"s{i}": tenant()}} for i in range(20)}
+    pool = Counting(load_config({"mcpServers": {}, "owners": owners}), clock=clock)
+    try:
+        assert Counting.peak == 8
+        assert pool.connections() == []
+        assert {t.server for t in pool.tools("o7")} == {"s7"}
+    finally:
+        pool.close()
