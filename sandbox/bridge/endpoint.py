@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import functools
 import json
 import logging
 import threading
@@ -34,6 +35,9 @@ from sandbox.core.loop import BackgroundLoop
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.pii import Tokenizer
+from sandbox.pii.policy import DEFAULT as DEFAULT_POLICY
+from sandbox.pii.policy import RestorePolicy
+from sandbox.pii.restore import RestoreRefusal, restore
 from sandbox.ratelimit import TokenBucket
 from sandbox.runtime import protocol
 
@@ -51,6 +55,8 @@ class RunContext:
     bucket: TokenBucket
     tokenizer: Tokenizer | None = None
     """The session's: arguments are detokenized on the way out, results tokenized on the way in."""
+    policy: RestorePolicy = DEFAULT_POLICY
+    """Which tokens may be restored into which tool arguments (sandbox/pii/policy.py)."""
     in_flight: int = 0
     refused: int = 0
     cut: str | None = None
@@ -129,6 +135,7 @@ class ToolBridge:
         exec_id: str,
         allowed_tools: Iterable[str] | None,
         tokenizer: Tokenizer | None = None,
+        policy: RestorePolicy = DEFAULT_POLICY,
     ) -> RunContext:
         return RunContext(
             owner,
@@ -137,6 +144,7 @@ class ToolBridge:
             tuple(allowed_tools) if allowed_tools is not None else None,
             TokenBucket(self.limits.calls_per_second, self.limits.burst),
             tokenizer,
+            policy,
         )
 
     def submit(self, ctx: RunContext, body: bytes, reply: Callable[[bytes], None]) -> None:
@@ -196,6 +204,24 @@ class ToolBridge:
         fields = {"owner": ctx.owner, "session": ctx.session, "exec_id": ctx.exec_id}
         self.records.count("tool_refused", {**fields, "reason": reason})
 
+    async def _restore(
+        self, ctx: RunContext, server: str, tool: str, args: dict[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, str]]:
+        """The call's arguments with real values where the restore policy allows every token,
+        and which values those were; else refused, each blocked token on the record by type
+        and origin (never its value). The sandbox itself never gets a real value."""
+        if ctx.tokenizer is None:
+            return args, {}
+        out = restore(ctx.tokenizer.vault, ctx.policy, server, tool, args)
+        if isinstance(out, RestoreRefusal):
+            # The one place an approval broker plugs in: when out.needs_approval, ask a person;
+            # on a yes, restore(..., approved={(b.token, b.arg) for b in out.blocked}).
+            fields = {"owner": ctx.owner, "session": ctx.session, "exec_id": ctx.exec_id}
+            for record, sample in out.records():
+                self.records.count("pii_restore_refused", {**fields, **record}, sample)
+            raise _Refusal(protocol.FORBIDDEN, out.message())
+        return out.args, out.known()
+
     async def handle(self, ctx: RunContext, body: bytes) -> bytes:
         """One call, mediated: size, shape, token, allowlist, arguments, rate, restart budget,
         upstream, result. Every outcome is audited (off this loop); refusals count against
@@ -204,6 +230,7 @@ class ToolBridge:
         call_id: object = None
         server = tool = ""
         outcome = "ok"
+        known: dict[str, str] = {}  # values restored into this call: turned back into tokens
         try:
             req = self._parse(body)
             call_id = req.get("id") if isinstance(req.get("id"), int) else None
@@ -215,9 +242,8 @@ class ToolBridge:
                     protocol.UNAVAILABLE,
                     f"{server} was restarted too often by this owner's calls; try again later",
                 )
+            args, known = await self._restore(ctx, server, tool, args)
             tok = ctx.tokenizer
-            if tok is not None:
-                args = tok.detokenize(args)  # the upstream gets real values, the sandbox never does
             try:
                 result = await self.upstreams.call(
                     server, tool, args, self.limits.call_timeout_s, owner=ctx.owner
@@ -239,9 +265,10 @@ class ToolBridge:
                 raise
             if tok is not None:
                 # CPU work on up to max_result_bytes: keep it off the loop other sessions share.
-                result = await asyncio.get_running_loop().run_in_executor(
-                    None, tok.tokenize, result
+                tokenize = functools.partial(
+                    tok.tokenize, result, origin=f"{server}.{tool}", known=known
                 )
+                result = await asyncio.get_running_loop().run_in_executor(None, tokenize)
             frame = _frame(call_id, {"ok": True, "result": result})
             if len(frame) > self.limits.max_result_bytes:
                 raise _Refusal(
@@ -255,7 +282,9 @@ class ToolBridge:
             return _error(call_id, r.code, r.message)
         except UpstreamCallError as e:
             outcome = e.code
-            message = ctx.tokenizer.tokenize(str(e)) if ctx.tokenizer is not None else str(e)
+            message = str(e)
+            if ctx.tokenizer is not None:  # an upstream quoting an argument names only its token
+                message = ctx.tokenizer.tokenize(message, origin=f"{server}.{tool}", known=known)
             return _error(call_id, e.code, message)
         except asyncio.CancelledError:
             outcome = "cancelled"

@@ -27,6 +27,8 @@ from sandbox.core.output import LineStream
 from sandbox.egress import EgressContext, EgressProxy
 from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError, SessionClosedError
 from sandbox.models import RunResult
+from sandbox.pii.policy import RestorePolicy
+from sandbox.pii.restore import limit_vault
 from sandbox.runtime import protocol
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
@@ -43,6 +45,8 @@ class Runner:
 
     def __init__(self, parts: Parts, box: Box) -> None:
         self._parts, self._box = parts, box
+        if box.tokenizer is not None:  # bounded, and on the record once it is full
+            limit_vault(box.tokenizer.vault, parts.settings.pii, parts.records, box.owner)
         self._lock = threading.Lock()
         self._next: Future[Warm] | None = None
         self._cleanups: list[Future[None]] = []
@@ -326,7 +330,15 @@ class Runner:
         bridge, box = self._parts.bridge, self._box
         if bridge is None:
             return _no_tools, None
-        ctx = bridge.context(box.owner, box.session_id, warm.exec_id, box.tools, box.tokenizer)
+        rules = (self._parts.settings.pii.restore_rules, box.profile.restore_rules)
+        ctx = bridge.context(
+            box.owner,
+            box.session_id,
+            warm.exec_id,
+            box.tools,
+            box.tokenizer,
+            RestorePolicy.of(*rules),
+        )
 
         def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
             bridge.submit(ctx, body, reply)

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sandbox.exceptions import InvalidInputError
 from sandbox.pii.policy import RestorePolicy
 from sandbox.pii.tokenizer import TOKEN_PATTERN
-from sandbox.pii.vault import Vault
+from sandbox.pii.vault import Vault, VaultBudget
+
+if TYPE_CHECKING:  # settings import this package's policy module: no cycle at run time
+    from sandbox.audit_queue import AuditQueue
+    from sandbox.settings import PiiSettings
 
 MAX_DEPTH = 256
 MAX_BLOCKED = 64
@@ -181,4 +185,14 @@ def restore(
     return Restored(restored, tuple(walk.pairs.items()))
 
 
-__all__ = ["MAX_BLOCKED", "Blocked", "RestoreRefusal", "Restored", "restore"]
+def limit_vault(vault: Vault, pii: PiiSettings, records: AuditQueue, owner: str) -> None:
+    """Give a session's vault the deployment's budget; its filling up goes on the record once
+    (`pii_vault_full`), and the values redacted after that are counted on the vault."""
+
+    def full(v: Vault) -> None:
+        records.put("pii_vault_full", owner=owner, session=v.session, entries=len(v), bytes=v.bytes)
+
+    vault.limit(VaultBudget(pii.vault_entries, pii.vault_bytes), full)
+
+
+__all__ = ["MAX_BLOCKED", "Blocked", "RestoreRefusal", "Restored", "limit_vault", "restore"]

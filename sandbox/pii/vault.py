@@ -141,6 +141,11 @@ class Vault:
         self.redacted = 0
         """Values replaced by a redaction marker because the vault was full."""
 
+    def limit(self, budget: VaultBudget, on_full: Callable[[Vault], None] | None = None) -> None:
+        """Bound the vault (values already in it stay); `on_full` hears once that it is full."""
+        with self._lock:
+            self.budget, self.on_full = budget, on_full
+
     def _aad(self, token: str) -> bytes:
         return f"{self.kid}|{self.session}|{token}".encode()
 

@@ -19,6 +19,14 @@ from sandbox.backends.base import LABEL_MANAGED, LABEL_SESSION
 from sandbox.models import ToolLimits
 
 ROOT = Path(__file__).parents[2]
+# crm's addresses may go to the mailer's recipient, its names into a mail's body (without a
+# rule crm's values go back only to crm: tests/integration/test_pii_policy.py).
+CRM_TO_MAILER = {
+    "restore_rules": [
+        {"entities": ["EMAIL"], "from": "crm.*", "to": "mailer.send_email", "args": ["to"]},
+        {"entities": ["PERSON"], "from": "crm.*", "to": "mailer.send_email", "args": ["body"]},
+    ]
+}
 CRM = str(ROOT / "examples" / "mcp_servers" / "crm.py")
 MAILER = str(ROOT / "examples" / "mcp_servers" / "mailer.py")
 FAULTY = str(ROOT / "tests" / "servers" / "faulty.py")
@@ -38,6 +46,7 @@ def stdio(path: str) -> dict[str, object]:
 def borc(make_settings) -> Iterator[Orchestrator]:  # type: ignore[no-untyped-def]
     settings = make_settings(
         controller_id=make_settings().controller_id + "b",
+        pii=CRM_TO_MAILER,
         tool_limits=ToolLimits(
             call_timeout_s=3, max_result_bytes=64 * 1024, burst=40, calls_per_second=20
         ),
@@ -417,7 +426,7 @@ def http_servers() -> Iterator[dict[str, object]]:
 
 
 def test_the_same_script_works_over_streamable_http(make_settings, http_servers) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(controller_id=make_settings().controller_id + "h")
+    settings = make_settings(controller_id=make_settings().controller_id + "h", pii=CRM_TO_MAILER)
     with Orchestrator(settings, mcp_config=http_servers) as orc, orc.session(owner="http") as s:
         assert orc.bridge.upstreams.status() == {"crm": "ready", "mailer": "ready"}  # type: ignore[union-attr]
         out = ok(

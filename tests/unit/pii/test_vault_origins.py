@@ -108,3 +108,25 @@ def test_the_budget_holds_when_many_threads_add_values_at_once() -> None:
 def test_the_default_budget_is_bounded() -> None:
     budget = VaultBudget()
     assert 0 < budget.entries <= 1_000_000 and 0 < budget.bytes <= 64 * 1024 * 1024
+
+
+def test_a_sessions_vault_takes_the_deployments_budget_and_reports_once_on_the_record() -> None:
+    from sandbox.pii.restore import limit_vault
+    from sandbox.settings import PiiSettings
+
+    class Records:
+        def __init__(self) -> None:
+            self.put_: list[tuple[str, dict[str, object]]] = []
+
+        def put(self, event: str, **fields: object) -> None:
+            self.put_.append((event, fields))
+
+    v, records = vault(), Records()
+    pii = PiiSettings(vault_entries=1, vault_bytes=4096)
+    limit_vault(v, pii, records, "alice")  # type: ignore[arg-type]  # an AuditQueue's put only
+    v.token_for("EMAIL", "a@example.com")
+    assert v.token_for("EMAIL", "secret.b@example.com") == "[EMAIL_REDACTED]"
+    v.token_for("EMAIL", "c@example.com")
+    assert records.put_ == [
+        ("pii_vault_full", {"owner": "alice", "session": "s1", "entries": 1, "bytes": 13})
+    ]
