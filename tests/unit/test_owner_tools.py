@@ -182,3 +182,30 @@ def test_the_cli_keeps_an_owners_secrets_apart(
 
 def store_at(data_dir: Path) -> SecretStore:
     return SecretStore(data_dir / "secrets.json", b"k" * 32)
+
+
+def test_get_v1_tools_shows_an_owners_own_servers_to_that_owners_keys_only(
+    orc: Orchestrator,
+) -> None:
+    import asyncio
+
+    import httpx
+
+    from sandbox.http_api import create_app
+    from sandbox.keys import KeyStore
+
+    keys = KeyStore(orc.settings.data_dir / "keys.json")
+
+    async def listed(owner: str) -> set[str]:
+        secret = keys.create(owner)[1]
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(orchestrator=orc, keys=keys)),
+            base_url="http://api",
+            headers={"Authorization": f"Bearer {secret}"},
+        ) as c:
+            r = await c.get("/v1/tools", params={"detail": "name", "limit": "200"})
+        assert r.status_code == 200
+        return names(r.json())
+
+    assert asyncio.run(listed("alice")) == {"notes", "diary"}
+    assert asyncio.run(listed("bob")) == {"notes"}
