@@ -41,7 +41,10 @@ _RANK: dict[Action, int] = {"deny": 0, "approve": 1, "allow": 2}
 class RestoreRule(BaseModel):
     """One rule: these entities, from these origins, into these tools (and arguments)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # Dumped as written ("from"), so a rule read back from a dump is the same rule.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, serialize_by_alias=True
+    )
 
     entities: tuple[str, ...] = Field(("*",), min_length=1, max_length=64)
     origins: tuple[str, ...] = Field(("*",), alias="from", min_length=1, max_length=64)

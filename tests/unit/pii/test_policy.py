@@ -191,3 +191,11 @@ def test_rules_are_read_from_settings_and_profiles_in_their_json_form() -> None:
 def test_malformed_rules_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         RestoreRule.model_validate(bad)
+
+
+def test_a_rule_dumps_in_the_form_it_is_written_in() -> None:
+    written = rule(**MAIL_TO)
+    dumped = written.model_dump()
+    assert dumped["from"] == ("crm.*",) and "origins" not in dumped
+    assert RestoreRule.model_validate(dumped) == written
+    assert RestoreRule.model_validate_json(written.model_dump_json()) == written
