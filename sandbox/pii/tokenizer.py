@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from sandbox.exceptions import InvalidInputError
+from sandbox.pii.batch import ALONE, Batch, substitute
 from sandbox.pii.detect import Detector, detect
 from sandbox.pii.fields import FieldRules, SchemaView, path_matches, schema_hint
 from sandbox.pii.structured import NUMBER_ENTITIES, RULE, Hint, dict_context, fits, normalize_key
@@ -24,8 +25,6 @@ from sandbox.pii.vault import MasterKeys, Vault
 
 TOKEN_PATTERN = re.compile(r"\[[A-Z][A-Z_]{1,30}_\d{1,9}\]")
 MAX_DEPTH = 256
-_REMEMBER = 256
-"""Strings up to this long are scanned once per call (the memo is bounded by the input)."""
 _MIN_ANYWHERE = 4
 """A known value this long or longer is replaced wherever it occurs, even glued to other
 text; a shorter one only where it stands alone (not inside a longer word or number)."""
@@ -81,8 +80,10 @@ class _Call:
         self.rules = fields.for_origin(origin)
         self.schema = SchemaView(schema) if schema else None
         self.replaced = 0
-        self.scanned: dict[str, tuple[str, int]] = {}
-        """Short strings already scanned in this call (records repeat keys and values)."""
+        self.batch = Batch()
+        """Strings waiting for the pattern scan, all at once when the walk is done."""
+        self.keys: dict[str, tuple[str, int]] = {}
+        """Keys scanned so far (a result repeats a few keys in every record)."""
         self._rule_hints: dict[tuple[str, ...], Hint | None] = {}
         self._schema_hints: dict[tuple[int, str], Hint | None] = {}
 
@@ -152,7 +153,7 @@ class Tokenizer:
         if schema is not None and _wraps_result(schema, obj):
             schema = schema["properties"]["result"]
         root = call.schema.resolve(schema) if call.schema is not None else None
-        return self._value(obj, call, 0, (), None, root, "")
+        return self._settle(self._value(obj, call, 0, (), None, root, ""), call)
 
     def detokenize(self, obj: Any) -> Any:
         """A copy of `obj` with this session's tokens replaced by their values; other
@@ -186,7 +187,11 @@ class Tokenizer:
         if isinstance(obj, list | tuple):
             items = call.schema.items(schema) if call.schema is not None else None
             # Scalars in a list share its field's hint ("authors": [...]); dicts only a rule's.
-            return [self._value(v, call, depth + 1, path, hint, items, parent) for v in obj]
+            out: list[Any] = []
+            for v in obj:
+                out.append(self._value(v, call, depth + 1, path, hint, items, parent))
+                call.batch.place(out, len(out) - 1)
+            return out
         return obj
 
     def _dict(
@@ -209,7 +214,9 @@ class Tokenizer:
             h = (call.rule_hint(at) if call.rules else None) or inherited
             if h is None:
                 h = call.schema_hint(sub, context) or call.fields.key_hint(key, context)
-            out[self._key(k, call)] = self._value(v, call, depth + 1, at, h, sub, key)
+            tk = self._key(k, call)
+            out[tk] = self._value(v, call, depth + 1, at, h, sub, key)
+            call.batch.place(out, tk)
         return out
 
     def _key(self, key: Any, call: _Call) -> Any:
@@ -217,9 +224,12 @@ class Tokenizer:
             return key
         if call.known is not None:
             key, n = call.known.replace(key)
-            call.replaced += n
-            self.issued += n
-        return self._scan(key, call)
+            self._count(n, call)
+        done = call.keys.get(key)
+        if done is None:
+            done = call.keys[key] = substitute(key, self._detect(key), self._minter(call))
+        self._count(done[1], call)
+        return done[0]
 
     def _string(
         self, text: str, call: _Call, depth: int, hint: Hint | None, schema: Any, parent: str
@@ -251,11 +261,14 @@ class Tokenizer:
             return None
         if not isinstance(parsed, dict | list):
             return None
-        before = call.replaced
+        before, outer = call.replaced, call.batch
+        call.batch = Batch()  # written back below, so its strings are scanned first
         try:
-            out = self._value(parsed, call, depth + 1, (), None, schema, parent)
+            out = self._settle(self._value(parsed, call, depth + 1, (), None, schema, parent), call)
         except InvalidInputError:
             return None
+        finally:
+            call.batch = outer
         if call.replaced == before:
             return text
         return json.dumps(out, ensure_ascii=False, indent=2 if "\n" in text else None)
@@ -275,34 +288,42 @@ class Tokenizer:
             and fits(hint, text)
         ):
             return self._token(hint.entity, text, call)
-        if len(text.lstrip("-")) < 7:
-            return n
-        scanned = self._scan(text, call)
-        return n if scanned == text else scanned
+        if not 7 <= len(text.lstrip("-")) <= 32:
+            return n  # too short or too long for a phone, SSN or card number
+        call.batch.add(text)  # its token string replaces it if the scan finds something
+        return n
 
     def _scan(self, text: str, call: _Call) -> str:
-        remembered = call.scanned.get(text)
-        if remembered is None:
-            remembered = self._scan_once(text, call)
-            if len(text) <= _REMEMBER:
-                call.scanned[text] = remembered
-        out, n = remembered
-        call.replaced += n
-        self.issued += n
+        """`text` with its pattern findings tokenized if it is long; a shorter one is returned
+        as it is, waiting in the batch for `_settle` to replace it in place."""
+        if len(text) < ALONE:
+            call.batch.add(text)
+            return text
+        out, n = substitute(text, self._detect(text), self._minter(call))
+        self._count(n, call)
         return out
 
-    def _scan_once(self, text: str, call: _Call) -> tuple[str, int]:
-        findings = self._detect(text)
-        if not findings:
-            return text, 0
-        parts: list[str] = []
-        pos = 0
-        for f in findings:
-            parts.append(text[pos : f.start])
-            parts.append(self.vault.token_for(f.entity, text[f.start : f.end], origin=call.origin))
-            pos = f.end
-        parts.append(text[pos:])
-        return "".join(parts), len(findings)
+    def _settle(self, obj: Any, call: _Call) -> Any:
+        """`obj` (built by the walk) with its waiting strings scanned, all together, and put
+        in place; a scalar `obj` comes back as its own result."""
+        batch = call.batch
+        if not batch.texts:
+            return obj
+        batch.run(self._detect, self._minter(call))
+        if batch.pending >= 0:  # obj itself is a string or number that waited
+            out, n = batch.results[batch.pending]
+            self._count(n, call)
+            obj = out if n else obj
+        self._count(batch.settle(), call)
+        call.batch = Batch()
+        return obj
+
+    def _minter(self, call: _Call) -> Callable[[str, str], str]:
+        return lambda entity, value: self.vault.token_for(entity, value, origin=call.origin)
+
+    def _count(self, n: int, call: _Call) -> None:
+        call.replaced += n
+        self.issued += n
 
     def _token(self, entity: str, value: str, call: _Call) -> str:
         call.replaced += 1

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sandbox.exceptions import InvalidInputError
-from sandbox.pii import TOKEN_PATTERN, MasterKeys, Tokenizer, VaultError, detect
+from sandbox.pii import TOKEN_PATTERN, Finding, MasterKeys, Tokenizer, Vault, VaultError, detect
 
 KEYS = MasterKeys({"k1": os.urandom(32)}, "k1")
 
@@ -289,3 +289,53 @@ def test_tokenize_still_takes_one_positional_value() -> None:
     t = tokenizer()
     assert t.tokenize(("maria@example.com", 3)) == ["[EMAIL_1]", 3]
     assert t.issued == 1
+
+
+# -- one scan for the strings of a value ---------------------------------------------------------
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(documents, min_size=1, max_size=8))
+def test_strings_scanned_together_come_out_as_if_scanned_one_by_one(docs: list[str]) -> None:
+    together, alone = tokenizer(), tokenizer()
+    assert together.tokenize(docs) == [alone.tokenize(d) for d in docs]
+    assert together.issued == alone.issued
+
+
+@pytest.mark.parametrize(
+    "neighbours",
+    [
+        ["Tel:", "0493377876"],
+        ["phone\n", "609 141 777"],
+        ["name,phone\nAda,", "0114 496 0825"],
+        ["Version ", "10.0.1.2"],
+        ["maria@", "example.com"],
+        ["4111 1111", "1111 1111"],
+    ],
+)
+def test_one_string_is_never_context_for_its_neighbour(neighbours: list[str]) -> None:
+    together, alone = tokenizer(), tokenizer()
+    assert together.tokenize(neighbours) == [alone.tokenize(s) for s in neighbours]
+
+
+def test_a_finding_across_two_strings_sends_them_to_scans_of_their_own() -> None:
+    class Greedy:
+        """Claims the whole text as one finding, whatever it is."""
+
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def detect(self, text: str) -> list[Finding]:
+            self.seen.append(text)
+            return [Finding(0, len(text), "SECRET", text)]
+
+    greedy = Greedy()
+    t = Tokenizer(Vault(KEYS, "s1"), greedy)  # type: ignore[arg-type]
+    assert t.tokenize(["a", "b", 5]) == ["[SECRET_1]", "[SECRET_2]", 5]
+    assert greedy.seen[1:] == ["a", "b"]
+
+
+def test_long_strings_are_scanned_on_their_own() -> None:
+    long = "x " * 40_000 + "maria@example.com"
+    out = tokenizer().tokenize({"a": long, "b": "bob@example.org"})
+    assert out == {"a": "x " * 40_000 + "[EMAIL_1]", "b": "[EMAIL_2]"}
