@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
+from sandbox.pii.phones import Verdict
 from sandbox.pii.recognizers import Recognizer, default_recognizers
 
 try:
@@ -63,6 +64,7 @@ class Detector:
         # Real text repeats values (the same customer in every record): validate each once.
         self._validators = [functools.lru_cache(maxsize=8192)(r.validate) for r in recs]
         self.engine = "hyperscan" if engine in ("auto", "hyperscan") and HYPERSCAN else "re"
+        self._ascii_anchors = all(r.anchor.isascii() for r in recs)
         if self.engine == "hyperscan":
             self._db = hyperscan.Database()
             self._db.compile(
@@ -100,7 +102,12 @@ class Detector:
             for i, anchor in enumerate(self._anchors):
                 ends[i] = [m.end() for m in anchor.finditer(text)]
             return ends
-        data = text.encode("utf-8", "surrogatepass")
+        # ASCII anchors cannot match across a non-ASCII character: scan it as one byte ("?"),
+        # so byte offsets are character offsets; else map UTF-8 offsets back.
+        ascii_only = self._ascii_anchors
+        data = (
+            text.encode("ascii", "replace") if ascii_only else text.encode("utf-8", "surrogatepass")
+        )
 
         def on_match(pid: int, _start: int, end: int, _flags: int, _ctx: object) -> None:
             ends[pid].append(end)
@@ -109,7 +116,7 @@ class Detector:
         if scratch is None:
             scratch = self._local.scratch = self._scratch.clone()
         self._db.scan(data, match_event_handler=on_match, scratch=scratch)
-        if len(data) != len(text):
+        if not ascii_only and len(data) != len(text):
             _bytes_to_chars(data, ends)
         return ends
 
@@ -124,6 +131,7 @@ class Detector:
             if not ends:
                 continue
             rec, pattern, validate = self.recognizers[i], self._precise[i], self._validators[i]
+            context: Callable[[int], bool] | None = None
             if rec.anchor_len is not None:
                 matches: Iterable[re.Match[str]] = _anchored(
                     pattern, text, ends, rec.anchor_len, lo, hi
@@ -151,6 +159,15 @@ class Detector:
                             break
                         hit = hit[:cut].rstrip(" -")
                         value = validate(hit)
+                    if type(value) is Verdict:
+                        if value.length is not None:
+                            hit = hit[: value.length]
+                        if value.weak:
+                            if context is None and rec.context is not None:
+                                context = rec.context(text)
+                            if context is None or not context(m.start()):
+                                continue
+                        value = str(value)
                     if value is not None:
                         f = Finding(m.start(), m.start() + len(hit), rec.entity, value)
                         found.append(f)
@@ -259,12 +276,18 @@ def _anchored(
 def _windows(ends: list[int], back: int, ahead: int, lo: int, hi: int) -> list[tuple[int, int]]:
     """Merge [end-back-1, end+ahead+1] around each anchor end into disjoint windows."""
     out: list[tuple[int, int]] = []
+    cur_s = cur_e = -1
     for e in ends:
-        ws, we = max(lo, e - back - 1), min(hi, e + ahead + 1)
-        if out and ws <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], we))
-        else:
-            out.append((ws, we))
+        ws, we = e - back - 1, e + ahead + 1
+        if ws <= cur_e:
+            if we > cur_e:
+                cur_e = we
+            continue
+        if cur_e >= 0:
+            out.append((cur_s if cur_s > lo else lo, cur_e if cur_e < hi else hi))
+        cur_s, cur_e = ws, we
+    if cur_e >= 0:
+        out.append((cur_s if cur_s > lo else lo, cur_e if cur_e < hi else hi))
     return out
 
 

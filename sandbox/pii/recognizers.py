@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-import phonenumbers
+from sandbox.pii.phones import DEFAULT_REGIONS, PhoneContext, PhoneRules
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,10 @@ class Recognizer:
     pattern is then tried once at that position instead of scanning a window."""
     shrink: bool = False
     """When the validator refuses a match, retry it cut back at its last space or dash (a card
-    number followed by another number group, a phone number followed by an id)."""
+    number followed by another number group)."""
+    context: Callable[[str], Callable[[int], bool]] | None = None
+    """For validators that may return a weak `Verdict`: given the text, a test of whether the
+    finding starting at an offset stands in a context that confirms it."""
 
 
 # -- validators -----------------------------------------------------------------------------
@@ -61,14 +64,18 @@ def luhn_ok(digits: str) -> bool:
 
 _CARD_PREFIX = re.compile(
     r"4|5[1-5]|2(?:2[2-9]|[3-6]\d|7[01]|720)|3[47]|3(?:0[0-5]|[68])|6(?:011|5|4[4-9])|35(?:2[89]|[3-8])|62"
+    r"|5[6-8]|(?:1800|2131)(?=\d{11}$)"  # Maestro (16+ digits), JCB's old 15-digit ranges
 )
+# Maestro's own ranges also issue 12-digit numbers.
+_MAESTRO = re.compile(r"50(?:18|20|38)|5893|6304|6759|676[1-3]")
 
 
 def _card(s: str) -> str | None:
     digits = s.replace(" ", "").replace("-", "")
-    if not 13 <= len(digits) <= 19 or not digits.isdigit():
+    if not 12 <= len(digits) <= 19 or not digits.isdigit():
         return None
-    if not _CARD_PREFIX.match(digits) or not luhn_ok(digits):
+    prefix = _MAESTRO.match(digits) or (len(digits) >= 13 and _CARD_PREFIX.match(digits))
+    if not prefix or not luhn_ok(digits):
         return None
     # Separators, when present, must group the digits the way cards print (4-4-4-4, 4-6-5, ...).
     if len(digits) != len(s):
@@ -80,6 +87,7 @@ def _card(s: str) -> str | None:
             [4, 4, 4, 4, 3],
             [4, 4, 4, 1],
             [4, 4, 5],
+            [4, 4, 4],
         ):
             return None
     return digits
@@ -93,13 +101,17 @@ IBAN_LENGTHS = {
     "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
     "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
     "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
-    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20, "RU": 33, "BI": 27,
+    "DJ": 27, "LY": 25, "SD": 18, "NI": 28, "MN": 20, "FK": 18, "SO": 23, "OM": 23, "YE": 30,
+    "HN": 28,
 }  # fmt: skip
 
 
 def _iban(s: str) -> str | None:
     compact = s.replace(" ", "").upper()
-    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+    # The registry's length for the country, or any other with a valid checksum: a number
+    # written or generated a character short still names an account.
+    if compact[:2] not in IBAN_LENGTHS or not 15 <= len(compact) <= 34:
         return None
     rearranged = compact[4:] + compact[:4]
     number = "".join(str(int(ch, 36)) for ch in rearranged)
@@ -174,44 +186,6 @@ def _ipv6_validator(private: bool) -> Callable[[str], str | None]:
     return validate
 
 
-_DATE_OR_TIME = re.compile(
-    r"\d{4}[-./]\d{1,2}[-./]\d{1,2}|\d{1,2}[-./]\d{1,2}[-./]\d{2,4}\b|\d{1,2}:\d{2}"
-)
-
-
-def _phone_validator(regions: list[str]) -> Callable[[str], str | None]:
-    def validate(s: str) -> str | None:
-        digits = sum(map(str.isdigit, s))
-        if not 7 <= digits <= 15 or _DATE_OR_TIME.search(s):
-            return None
-        if not s.startswith("+") and not any(ch in s for ch in " -.()"):
-            return None  # a bare digit run is an id far more often than a phone number
-        if s.startswith("+"):
-            return one(s, regions[0])
-        return next((v for r in regions if (v := one(s, r)) is not None), None)
-
-    def one(s: str, region: str) -> str | None:
-        international = s.startswith("+")
-        try:
-            num = phonenumbers.parse(s, None if international else region)
-        except phonenumbers.NumberParseException:
-            return None
-        # is_valid_number tries every region sharing the country code (25 for +1); the
-        # number's main region, or the default one, settles nearly all of them at once.
-        home = (
-            phonenumbers.region_code_for_country_code(num.country_code or 0)
-            if international
-            else region
-        )
-        if not phonenumbers.is_valid_number_for_region(num, home) and not (
-            international and phonenumbers.is_valid_number(num)
-        ):
-            return None
-        return phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.E164)
-
-    return validate
-
-
 def shannon_bits(s: str) -> float:
     counts = Counter(s)
     return -sum(c / len(s) * math.log2(c / len(s)) for c in counts.values())
@@ -237,9 +211,19 @@ def _bearer(s: str) -> str | None:
 # -- the default set ------------------------------------------------------------------------
 
 _EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}"
-# Precise patterns run only in Python, so they may use lookarounds: a phone number is not
-# glued to letters, digits or dots (versions, ids, decimals).
-_PHONE = r"(?<![\w.+-])(?:(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?\d{1,5}(?:[ .-]\d{1,6}){1,5}|\+\d{7,15})(?![\w.-]?\d)"
+# Precise patterns run only in Python, so they may use lookarounds. A phone number is not
+# glued to letters, digits or dots (versions, ids, decimals) and does not start inside a run
+# of number groups (`00 00 00 …`); items are digit groups or (area codes), separated by one
+# of ` .-/` or by nothing next to a parenthesis; `x213` / `ext. 12` may follow.
+_PHONE_ITEM = r"(?:\(\d{1,5}\)|\d{1,15})"
+_PHONE = (
+    r"(?<![\w.+/#$€£¥-])(?:(?<!\d[ .\-/])(?=\d)|(?=[+(]))"
+    r"(?:(?:\(\+\d{1,3}\)|\+\(\d{1,3}\)|\+)[ .\-]?)?"
+    + _PHONE_ITEM
+    + r"(?:(?: ?[.\-/] ?| |(?<=\))|(?=\())"
+    + _PHONE_ITEM
+    + r"){0,7}(?: ?(?:x|ext\.?|extension|\#) ?\d{1,6})?(?!\w|[.\-/]\d)"
+)
 
 
 def default_recognizers(
@@ -271,12 +255,13 @@ def default_recognizers(
                    r"(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|password|passwd|aws_secret_access_key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?[A-Za-z0-9_./+=-]{16,200}",
                    _keyed_secret, lookbehind=30, max_len=260, priority=6, caseless=True),
         Recognizer("EMAIL", "@[A-Za-z0-9]", _EMAIL, _email, lookbehind=66, max_len=256, priority=5),
-        Recognizer("IBAN", "[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=4, shrink=True),
-        Recognizer("CREDIT_CARD", "\\d{4}[ -]?\\d{2}", r"(?<![A-Z]{2}\d{2} )\b\d{4}(?:[ -]?\d{1,6}){1,4}\b", _card, lookbehind=8, max_len=23, priority=4, shrink=True),
+        Recognizer("IBAN", "\\b[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=4, shrink=True),
+        Recognizer("CREDIT_CARD", "\\b\\d{4}[ -]?\\d{2}", r"(?<![A-Z]{2}\d{2} )\b\d{4}(?:[ -]?\d{1,6}){1,4}\b", _card, lookbehind=8, max_len=23, priority=4, shrink=True),
         Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
-        Recognizer("IP_ADDRESS", "\\d\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d)", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
+        Recognizer("IP_ADDRESS", "\\b\\d{1,3}\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d|[~+]|-\d+(?![.\d]))", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
         Recognizer("IP_ADDRESS", "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),
-        Recognizer("PHONE", "\\d\\d[ .-]\\d\\d|\\+\\d|\\(\\d", _PHONE, _phone_validator([region, *(regions or ())]), lookbehind=24, max_len=32, priority=1, shrink=True),
+        Recognizer("PHONE", "\\+\\d|\\(\\d|\\b\\d{2,6}[ .\\-/]{1,2}\\(?\\d{2}|\\b\\d{7}", _PHONE, PhoneRules([region, *(regions or DEFAULT_REGIONS)]).validate,
+                   lookbehind=36, max_len=40, priority=1, context=PhoneContext),
     ]  # fmt: skip
 
 
