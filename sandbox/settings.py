@@ -39,7 +39,7 @@ class PiiSettings(BaseModel):
     enabled: bool = True
     entities: list[str] | None = None
     """Which entities to tokenize; None means all of EMAIL, PHONE, CREDIT_CARD, IBAN, US_SSN,
-    IP_ADDRESS, SECRET."""
+    IP_ADDRESS, SECRET, and PERSON and ADDRESS in structured results (`structured`)."""
     phone_region: str = "US"
     """Region tried first for phone numbers written without a +country code (it decides the
     normalized form of a number several regions could own)."""

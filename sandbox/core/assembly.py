@@ -28,7 +28,7 @@ from sandbox.exceptions import ControllerBusyError, NotFoundError
 from sandbox.images import ensure_image
 from sandbox.keys import KeyStore
 from sandbox.metrics import Metrics
-from sandbox.pii import Detector, MasterKeys, default_recognizers
+from sandbox.pii import Detector, FieldRule, FieldRules, MasterKeys, default_recognizers
 from sandbox.profiles import Profile, load_profiles
 from sandbox.secrets import SecretStore, master_key
 from sandbox.settings import PiiSettings, Settings
@@ -60,7 +60,7 @@ class Parts:
     """Removals of finished runs' containers (their run slots are freed after)."""
     image: str = ""
     profiles: dict[str, Profile] | None = None
-    pii: tuple[MasterKeys, Detector] | None = None
+    pii: tuple[MasterKeys, Detector, FieldRules] | None = None
     bridge: ToolBridge | None = None
     webhook: ApprovalWebhook | None = None
     lock_file: IO[bytes] | None = None
@@ -174,8 +174,8 @@ def _bridge(
     )
 
 
-def pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
-    """The master keys and detector PII tokenization needs; None when it is off."""
+def pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector, FieldRules] | None:
+    """The master keys, detector and field rules PII tokenization needs; None when it is off."""
     if not cfg.enabled:
         return None
     secret = cfg.secret.get_secret_value().encode() if cfg.secret else os.urandom(32)
@@ -189,7 +189,16 @@ def pii_setup(cfg: PiiSettings) -> tuple[MasterKeys, Detector] | None:
         from sandbox.pii.presidio import presidio_detector
 
         extra.append(presidio_detector(cfg.presidio_entities, cfg.presidio_model))
-    return MasterKeys(keys, cfg.key_id), Detector(recognizers, entities=cfg.entities, extra=extra)
+    fields = FieldRules(
+        [FieldRule(r.path, r.entity, r.tools) for r in cfg.fields],
+        keys=cfg.structured,
+        entities=cfg.entities,
+    )
+    return (
+        MasterKeys(keys, cfg.key_id),
+        Detector(recognizers, entities=cfg.entities, extra=extra),
+        fields,
+    )
 
 
 def lock_data_dir(data_dir: Path) -> IO[bytes]:

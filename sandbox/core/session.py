@@ -69,7 +69,7 @@ class Session:
         self.skills = SkillStore(storage, self.owner, limits.skills_mb)
         self.created = self.last_used = time.monotonic()
         self.tokenizer: Tokenizer | None = (
-            Tokenizer.for_session(parts.pii[0], session_id, parts.pii[1]) if parts.pii else None
+            Tokenizer.for_session(parts.pii[0], session_id, *parts.pii[1:]) if parts.pii else None
         )
         self._files = SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID)
         self._state = threading.Lock()

@@ -18,7 +18,7 @@ from typing import Any
 
 from sandbox.exceptions import InvalidInputError
 from sandbox.pii.batch import ALONE, Batch, substitute
-from sandbox.pii.detect import Detector, detect
+from sandbox.pii.detect import Detector, Finding, detect
 from sandbox.pii.fields import FieldRules, SchemaView, path_matches, schema_hint
 from sandbox.pii.structured import NUMBER_ENTITIES, RULE, Hint, dict_context, fits, normalize_key
 from sandbox.pii.vault import MasterKeys, Vault
@@ -154,6 +154,10 @@ class Tokenizer:
             schema = schema["properties"]["result"]
         root = call.schema.resolve(schema) if call.schema is not None else None
         return self._settle(self._value(obj, call, 0, (), None, root, ""), call)
+
+    def findings(self, text: str) -> list[Finding]:
+        """What this session's detector finds in `text` (to cut text without splitting a value)."""
+        return self._detect(text)
 
     def detokenize(self, obj: Any) -> Any:
         """A copy of `obj` with this session's tokens replaced by their values; other

@@ -329,3 +329,23 @@ def test_settings_field_rules_validate_their_entity() -> None:
     for bad in ({"path": "x", "entity": "person"}, {"path": "x"}, {"path": "", "entity": None}):
         with pytest.raises(ValidationError):
             PiiSettings(fields=[bad])
+
+
+def test_the_deployments_field_rules_reach_every_session_tokenizer() -> None:
+    from sandbox.core.assembly import pii_setup
+    from sandbox.settings import PiiSettings
+
+    cfg = PiiSettings(
+        fields=[{"tools": "crm.*", "path": "deal.rep", "entity": "PERSON"}], entities=["EMAIL"]
+    )
+    parts = pii_setup(cfg)
+    assert parts is not None
+    t = Tokenizer.for_session(parts[0], "s1", *parts[1:])
+    value = {"deal": {"rep": "jd"}, "full_name": "Ada King", "mail": "a@k.io"}
+    assert t.tokenize(value, origin="crm.get_deal") == {
+        "deal": {"rep": "[PERSON_1]"},
+        "full_name": "Ada King",  # PERSON is not among the entities this deployment chose
+        "mail": "[EMAIL_1]",
+    }
+    off = pii_setup(PiiSettings(structured=False))
+    assert off is not None and not off[2].keys

@@ -339,3 +339,8 @@ def test_long_strings_are_scanned_on_their_own() -> None:
     long = "x " * 40_000 + "maria@example.com"
     out = tokenizer().tokenize({"a": long, "b": "bob@example.org"})
     assert out == {"a": "x " * 40_000 + "[EMAIL_1]", "b": "[EMAIL_2]"}
+
+
+def test_findings_are_what_the_sessions_detector_finds() -> None:
+    text = "mail maria@example.com now"
+    assert [(f.start, f.end, f.entity) for f in tokenizer().findings(text)] == [(5, 22, "EMAIL")]
