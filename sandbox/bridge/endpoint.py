@@ -24,6 +24,7 @@ from typing import Any
 
 from sandbox.audit import AuditLog
 from sandbox.audit_queue import AuditQueue
+from sandbox.bridge.approvals import ApprovalBroker, approved
 from sandbox.bridge.catalog import ToolCatalog
 from sandbox.bridge.checks import depth, schema_problem
 from sandbox.bridge.config import McpConfig
@@ -38,7 +39,7 @@ from sandbox.pii import Tokenizer
 from sandbox.pii.policy import DEFAULT as DEFAULT_POLICY
 from sandbox.pii.policy import RestorePolicy
 from sandbox.pii.restore import RestoreRefusal, restore
-from sandbox.ratelimit import TokenBucket
+from sandbox.ratelimit import RestartBudget, TokenBucket
 from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class RunContext:
     """The session's: arguments are detokenized on the way out, results tokenized on the way in."""
     policy: RestorePolicy = DEFAULT_POLICY
     """Which tokens may be restored into which tool arguments (sandbox/pii/policy.py)."""
+    approval: tuple[str, ...] = ()
+    """Tools whose calls wait for a person's decision (the profile's `approval` globs)."""
     in_flight: int = 0
     refused: int = 0
     cut: str | None = None
@@ -82,6 +85,7 @@ class ToolBridge:
         limits: ToolLimits | None = None,
         resolve: Resolver | None = None,
         loop: BackgroundLoop | None = None,
+        approvals: ApprovalBroker | None = None,
     ) -> None:
         self.limits = limits or ToolLimits()
         self.audit = audit
@@ -89,6 +93,7 @@ class ToolBridge:
         # waits on the disk, and repeated refusals become one record with a count.
         self.records = AuditQueue(audit)
         self.tokens = TokenRegistry()
+        self.approvals = approvals or ApprovalBroker(records=self.records)
         self.upstreams = UpstreamPool(config, self.limits, resolve=resolve, loop=loop)
         self._restarts = RestartBudget(self.limits.restarts_per_owner, 60.0)
         self._pending: dict[str, set[Future[bytes]]] = {}  # exec id -> its calls in flight
@@ -136,6 +141,7 @@ class ToolBridge:
         allowed_tools: Iterable[str] | None,
         tokenizer: Tokenizer | None = None,
         policy: RestorePolicy = DEFAULT_POLICY,
+        approval: Iterable[str] = (),
     ) -> RunContext:
         return RunContext(
             owner,
@@ -145,6 +151,7 @@ class ToolBridge:
             TokenBucket(self.limits.calls_per_second, self.limits.burst),
             tokenizer,
             policy,
+            tuple(approval),
         )
 
     def submit(self, ctx: RunContext, body: bytes, reply: Callable[[bytes], None]) -> None:
@@ -207,20 +214,22 @@ class ToolBridge:
     async def _restore(
         self, ctx: RunContext, server: str, tool: str, args: dict[str, Any]
     ) -> tuple[dict[str, Any], dict[str, str]]:
-        """The call's arguments with real values where the restore policy allows every token,
-        and which values those were; else refused, each blocked token on the record by type
-        and origin (never its value). The sandbox itself never gets a real value."""
-        if ctx.tokenizer is None:
-            return args, {}
-        out = restore(ctx.tokenizer.vault, ctx.policy, server, tool, args)
+        """The call's arguments with real values where the restore policy allows every token
+        (or a person approved what it and the profile leave to one: bridge/approvals), and
+        which values those were; else refused, each blocked token on the record by type and
+        origin (never its value). The sandbox itself never gets a real value."""
+        tok = ctx.tokenizer
+        out = restore(tok.vault, ctx.policy, server, tool, args) if tok is not None else None
+        if (asked := await self.approvals.gate(ctx, server, tool, args, out)) is not None:
+            raise _Refusal(*asked)  # denied, expired, or too many waiting
+        if tok is not None and isinstance(out, RestoreRefusal) and out.needs_approval:
+            out = restore(tok.vault, ctx.policy, server, tool, args, approved(out))
         if isinstance(out, RestoreRefusal):
-            # The one place an approval broker plugs in: when out.needs_approval, ask a person;
-            # on a yes, restore(..., approved={(b.token, b.arg) for b in out.blocked}).
             fields = {"owner": ctx.owner, "session": ctx.session, "exec_id": ctx.exec_id}
             for record, sample in out.records():
                 self.records.count("pii_restore_refused", {**fields, **record}, sample)
             raise _Refusal(protocol.FORBIDDEN, out.message())
-        return out.args, out.known()
+        return (out.args, out.known()) if out is not None else (args, {})
 
     async def handle(self, ctx: RunContext, body: bytes) -> bytes:
         """One call, mediated: size, shape, token, allowlist, arguments, rate, restart budget,
@@ -389,29 +398,3 @@ _REFUSED = (
     protocol.FORBIDDEN,
     protocol.RATE_LIMITED,
 )
-
-
-class RestartBudget:
-    """At most `limit` upstream restarts per (owner, server) in a sliding `window_s`."""
-
-    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic):
-        self._limit, self._window_s, self._clock = limit, window_s, clock
-        self._spent: dict[tuple[str, str], list[float]] = {}
-        self._lock = threading.Lock()
-
-    def allows(self, key: tuple[str, str]) -> bool:
-        with self._lock:
-            return len(self._prune(key)) < self._limit
-
-    def spend(self, key: tuple[str, str]) -> None:
-        with self._lock:
-            self._spent[key] = [*self._prune(key), self._clock()]
-
-    def _prune(self, key: tuple[str, str]) -> list[float]:
-        """The key's restarts within the window; a key with none left is forgotten (reading
-        never adds one)."""
-        cutoff = self._clock() - self._window_s
-        kept = [t for t in self._spent.get(key, []) if t > cutoff]
-        if not kept:
-            self._spent.pop(key, None)
-        return kept

@@ -149,7 +149,7 @@ def assemble(
         parts.profiles = profiles
         source = mcp_config if mcp_config is not None else settings.mcp_config
         if source is not None:
-            parts.bridge = _bridge(settings, source, audit, parts.loop)
+            parts.bridge = _bridge(settings, source, audit, parts.loop, parts.approvals)
     except BaseException:
         parts.close()
         raise
@@ -157,7 +157,11 @@ def assemble(
 
 
 def _bridge(
-    settings: Settings, source: McpSource, audit: AuditLog, loop: BackgroundLoop
+    settings: Settings,
+    source: McpSource,
+    audit: AuditLog,
+    loop: BackgroundLoop,
+    approvals: ApprovalBroker,
 ) -> ToolBridge:
     secret = settings.secret_key
     store = SecretStore(
@@ -171,6 +175,7 @@ def _bridge(
         settings.tool_limits,
         resolve=store.resolve,
         loop=loop,
+        approvals=approvals,
     )
 
 

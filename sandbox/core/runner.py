@@ -338,6 +338,7 @@ class Runner:
             box.tools,
             box.tokenizer,
             RestorePolicy.of(*rules),
+            box.profile.approval,
         )
 
         def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:

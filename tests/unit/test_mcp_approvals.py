@@ -5,6 +5,9 @@ request toward the client during the call (2025-11-25) and input_required rounds
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +17,9 @@ from mcp_types import ElicitResult, InputRequiredResult
 
 from sandbox.bridge.approvals import ApprovalBroker, ApprovalSettings
 from sandbox.mcp_approvals import Prompts, verdict
+from sandbox.mcp_server import build_mcp_server
 from tests.unit.bridge.test_approvals import SEND
+from tests.unit.conftest import MakeOrc
 
 MODES = ["legacy", "auto"]  # auto speaks 2026-07-28 to this server
 
@@ -162,3 +167,39 @@ def test_runs_nobody_came_back_for_are_dropped_once_over() -> None:
         running.cancel()
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_execute_code_asks_the_user_for_a_send_the_profile_marks(
+    make_orc: MakeOrc, tmp_path: Path, mode: str
+) -> None:
+    mailer = [str(Path(__file__).parents[2] / "examples/mcp_servers/mailer.py")]
+    (tmp_path / "mcp.json").write_text(
+        json.dumps({"mcpServers": {"mailer": {"command": sys.executable, "args": mailer}}})
+    )
+    (tmp_path / "profiles.json").write_text(
+        json.dumps({"profiles": {"reviewed": {"approval": ["mailer.send_*"]}}})
+    )
+    orc = make_orc(mcp_config=tmp_path / "mcp.json", profiles=tmp_path / "profiles.json")
+    server = build_mcp_server(lambda: orc, local=orc.admission.local("desk", ("reviewed",)))
+    seen: list[str] = []
+    code = (
+        "from servers.mailer import send_email\n"
+        "print(send_email(to='ops@example.com', subject='Hi', body='Hello'))"
+    )
+
+    async def main() -> Any:
+        try:
+            user = answering("accept", {"allow": True}, seen)
+            async with McpClient(server, mode=mode, elicitation_callback=user) as c:  # type: ignore[arg-type]
+                return await c.call_tool("execute_code", {"code": code})
+        finally:
+            server.sandbox_sessions.close_all()  # type: ignore[attr-defined]
+
+    result = asyncio.run(main())
+    assert not result.is_error, result.content
+    assert result.structured_content["stdout"] == "{'id': 1, 'status': 'queued'}\n"
+    assert len(seen) == 1 and "profile requires approval (mailer.send_*)" in seen[0]
+    orc.flush_audit()
+    decided = [r for r in orc.audit.read() if r["event"] == "approval_decided"]
+    assert [(r["outcome"], r["by"]) for r in decided] == [("approved", "mcp:local:desk")]

@@ -4,7 +4,10 @@ approvals only; another owner gets 404, as for one that is settled or never was.
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,6 +17,8 @@ from sandbox import Orchestrator
 from sandbox.bridge.approvals import Approval
 from tests.unit.conftest import MakeOrc
 from tests.unit.http.test_api import Api
+
+FAST = {"rate_per_s": 500, "rate_burst": 500}  # the tests poll GET /v1/approvals
 
 
 class Waiting:
@@ -42,16 +47,16 @@ class Waiting:
 
 @pytest.fixture
 def api(make_orc: MakeOrc) -> Api:
-    return Api(make_orc(approvals={"timeout_s": 30}))
+    return Api(make_orc(approvals={"timeout_s": 30}, api=FAST))
 
 
 async def listed(c: httpx.AsyncClient, **params: str) -> list[dict[str, Any]]:
-    for _ in range(1000):  # bounded: the waiting call opens its approval on another thread
+    for _ in range(1500):  # bounded: the waiting call opens its approval on another thread
         r = await c.get("/v1/approvals", params=params)
         assert r.status_code == 200, r.text
         if r.json():
             return list(r.json())
-        await asyncio.sleep(0.005)
+        await asyncio.sleep(0.02)
     raise AssertionError("no approval listed")
 
 
@@ -124,3 +129,165 @@ def test_approvals_need_a_key(api: Api) -> None:
             ]
 
     assert asyncio.run(main()) == [401, 401]
+
+
+ROOT = Path(__file__).parents[3]
+SEND_CODE = """
+from sandbox_tools import ToolForbiddenError
+from servers.mailer import send_email
+try:
+    print("sent", send_email(to="ops@example.com", subject="Renewal", body="Hi [PERSON_1]"))
+except ToolForbiddenError as exc:
+    print("refused:", exc)
+print("after")
+"""
+
+
+@pytest.fixture
+def mail_api(make_orc: MakeOrc, tmp_path: Path) -> Api:
+    mcp = {
+        "mcpServers": {
+            "mailer": {
+                "command": sys.executable,
+                "args": [str(ROOT / "examples/mcp_servers/mailer.py")],
+            }
+        }
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps(mcp))
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text(json.dumps({"profiles": {"reviewed": {"approval": ["mailer.send_*"]}}}))
+    return Api(
+        make_orc(mcp_config=tmp_path / "mcp.json", profiles=profiles, approvals={"timeout_s": 60})
+    )
+
+
+async def run_deciding(api: Api, decision: dict[str, str]) -> tuple[dict[str, Any], Any]:
+    """Start a run whose send_email waits for approval, decide it over HTTP, return both."""
+    async with api.client("alice") as c, api.client("bob") as bob:
+        sid = (await c.post("/v1/sessions", json={"profile": "reviewed"})).json()["id"]
+        running = asyncio.create_task(
+            c.post(f"/v1/sessions/{sid}/runs", json={"code": SEND_CODE}, timeout=60)
+        )
+        (pending,) = await listed(c, session=sid)
+        assert (await bob.post(f"/v1/approvals/{pending['id']}", json=decision)).status_code == 404
+        decided = await c.post(f"/v1/approvals/{pending['id']}", json=decision)
+        assert decided.status_code == 200, decided.text
+        run = await running
+        assert run.status_code == 200, run.text
+        return pending, run.json()
+
+
+def test_a_call_waits_for_approval_and_goes_ahead_once_approved(mail_api: Api) -> None:
+    pending, run = asyncio.run(run_deciding(mail_api, {"decision": "approve"}))
+    assert (pending["server"], pending["tool"]) == ("mailer", "send_email")
+    assert pending["arguments"]["body"] == "Hi [PERSON_1]"  # as the box sent it
+    assert pending["reason"] == "profile requires approval (mailer.send_*)"
+    assert run["exit_code"] == 0 and "sent {'id': 1, 'status': 'queued'}" in run["stdout"]
+    mail_api.orc.flush_audit()
+    trail = [r for r in mail_api.orc.audit.read() if r["event"].startswith("approval_")]
+    assert [(r["event"], r.get("outcome")) for r in trail] == [
+        ("approval_requested", None),
+        ("approval_decided", "approved"),
+    ]
+    assert trail[0]["exec_id"] == run["exec_id"]
+
+
+def test_a_denied_call_raises_in_the_box_and_the_run_goes_on(mail_api: Api) -> None:
+    _, run = asyncio.run(run_deciding(mail_api, {"decision": "deny", "reason": "not this week"}))
+    assert run["exit_code"] == 0, run["stderr"]
+    assert "refused: mailer.send_email was not approved (denied): not this week" in run["stdout"]
+    assert run["stdout"].rstrip().endswith("after")
+
+
+def test_a_run_that_times_out_withdraws_its_approval(mail_api: Api) -> None:
+    async def main() -> dict[str, Any]:
+        async with mail_api.client("alice") as c:
+            sid = (await c.post("/v1/sessions", json={"profile": "reviewed"})).json()["id"]
+            body = {"code": SEND_CODE, "timeout": 2}
+            run = await c.post(f"/v1/sessions/{sid}/runs", json=body, timeout=60)
+            assert (await c.get("/v1/approvals")).json() == []
+            return dict(run.json())
+
+    run = asyncio.run(main())
+    assert run["timed_out"] is True
+    mail_api.orc.flush_audit()
+    decided = [r for r in mail_api.orc.audit.read() if r["event"] == "approval_decided"]
+    assert [(r["outcome"], r["by"]) for r in decided] == [("withdrawn", "run_end")]
+
+
+RESTORE_CODE = """
+from sandbox_tools import ToolForbiddenError
+from servers.crm import get_customer
+from servers.mailer import send_email
+c = get_customer(customer_id="C-1001")
+print("email", c["email"])
+try:
+    print("sent", send_email(to=c["email"], subject="Renewal", body="Hello"))
+except ToolForbiddenError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.fixture
+def restore_api(make_orc: MakeOrc, tmp_path: Path) -> Api:
+    servers = {
+        name: {"command": sys.executable, "args": [str(ROOT / f"examples/mcp_servers/{name}.py")]}
+        for name in ("crm", "mailer")
+    }
+    (tmp_path / "mcp.json").write_text(json.dumps({"mcpServers": servers}))
+    rule = {
+        "entities": ["EMAIL"],
+        "from": "crm.*",
+        "to": "mailer.send_email",
+        "args": ["to"],
+        "action": "approve",
+    }
+    return Api(
+        make_orc(
+            mcp_config=tmp_path / "mcp.json",
+            pii={"restore_rules": [rule]},
+            approvals={"timeout_s": 60},
+            api=FAST,
+        )
+    )
+
+
+def test_a_restore_the_policy_leaves_to_a_person_goes_out_once_approved(restore_api: Api) -> None:
+    async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+        async with restore_api.client("alice") as c:
+            sid = (await c.post("/v1/sessions", json={})).json()["id"]
+            body = {"code": RESTORE_CODE}
+            running = asyncio.create_task(c.post(f"/v1/sessions/{sid}/runs", json=body))
+            (pending,) = await listed(c, session=sid)
+            await c.post(f"/v1/approvals/{pending['id']}", json={"decision": "approve"})
+            return pending, (await running).json()
+
+    pending, run = asyncio.run(main())
+    assert pending["reason"] == (
+        "policy: restoring [EMAIL_1] (EMAIL from crm.get_customer) into mailer.send_email "
+        "argument 'to' needs approval"
+    )
+    assert pending["arguments"]["to"] == "[EMAIL_1]"  # what a reviewer sees: the token
+    assert "email [EMAIL_1]" in run["stdout"] and "sent {'id': 1" in run["stdout"], run
+    pool = restore_api.orc.bridge.upstreams  # type: ignore[union-attr]
+    sent = pool.submit(pool.call("mailer", "list_outbox", {}, 5, owner="alice")).result(10)
+    assert sent[0]["to"] == "maria.gonzalez@example.com"  # the upstream got the real value
+
+
+def test_a_restore_denied_by_a_person_raises_in_the_box(restore_api: Api) -> None:
+    async def main() -> dict[str, Any]:
+        async with restore_api.client("alice") as c:
+            sid = (await c.post("/v1/sessions", json={})).json()["id"]
+            body = {"code": RESTORE_CODE}
+            running = asyncio.create_task(c.post(f"/v1/sessions/{sid}/runs", json=body))
+            (pending,) = await listed(c, session=sid)
+            decision = {"decision": "deny", "reason": "ask maria.gonzalez@example.com first"}
+            await c.post(f"/v1/approvals/{pending['id']}", json=decision)
+            return dict((await running).json())
+
+    run = asyncio.run(main())
+    assert (
+        "refused: mailer.send_email was not approved (denied): ask [EMAIL_1] first"
+        in (run["stdout"])
+    )
+    assert "maria.gonzalez" not in run["stdout"]
