@@ -466,6 +466,7 @@ def test_an_upstream_secret_reaches_the_server_and_nothing_else(make_settings, b
         )
         assert r.stdout.splitlines()[0] == hashlib.sha256(secret.encode()).hexdigest()
         assert s.ready()
+        s.settle()  # the run's own container is gone: only the waiting one is left
         (c,) = backend.list_managed({LABEL_MANAGED: "1", LABEL_SESSION: s.id})
         inspected = json.dumps(docker.APIClient().inspect_container(c.ref.id))
         seen = [
