@@ -179,3 +179,42 @@ def test_calls_still_waiting_when_their_run_ends_are_cancelled(orc: Orchestrator
         if rec["event"] == "tool_call" and rec.get("exec_id") == r.exec_id
     ]
     assert [c["outcome"] for c in calls] == ["cancelled"] * 3
+
+
+APPROVAL_FLOOD = """
+import json, sandbox_tools
+ctl, token = sandbox_tools._state["ctl"], sandbox_tools._state["token"]
+for i in range(1, 25):  # raw frames, all at once: the runtime's own lock would queue them
+    body = json.dumps({"id": i, "token": token, "server": "faulty", "tool": "noop"}).encode()
+    ctl.sendall(b"CALL %d\\n" % len(body) + body)
+codes = []
+f = ctl.makefile("rb")
+while len(codes) < 20:  # all but the four the broker holds answer at once
+    size = int(f.readline().split()[1])
+    codes.append(json.loads(f.read(size))["error"]["code"])
+print(sorted(set(codes)), len(codes))
+"""
+
+
+def test_a_box_cannot_grow_the_pending_approvals_past_its_owners_bound(
+    make_orc: MakeOrc, tmp_path: Path
+) -> None:
+    config = tmp_path / "mcp.json"
+    config.write_text(__import__("json").dumps(MCP))
+    profiles = tmp_path / "profiles.json"
+    profiles.write_text('{"profiles": {"reviewed": {"approval": ["faulty.*"]}}}')
+    orc = make_orc(
+        mcp_config=config,
+        profiles=profiles,
+        pii={"enabled": False},
+        approvals={"max_pending_per_owner": 4, "max_pending": 8, "timeout_s": 60},
+    )
+    with orc.session(owner="mallory", profile="reviewed") as bad:
+        r = bad.run(APPROVAL_FLOOD, timeout=20)
+    assert r.stdout == "['rate_limited'] 20\n", r.stderr
+    assert orc.approvals.pending("mallory") == []  # the run ended: its four withdrawn
+    orc.flush_audit()
+    decided = [r for r in orc.audit.read() if r["event"] == "approval_decided"]
+    assert [r["outcome"] for r in decided] == ["withdrawn"] * 4
+    # 16 may be in flight at once (the rest refused before the broker): of those only four wait.
+    assert 12 <= total(orc, "approval_refused", owner="mallory") <= 20

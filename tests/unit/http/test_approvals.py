@@ -7,6 +7,7 @@ import asyncio
 import json
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -291,3 +292,48 @@ def test_a_restore_denied_by_a_person_raises_in_the_box(restore_api: Api) -> Non
         in (run["stdout"])
     )
     assert "maria.gonzalez" not in run["stdout"]
+
+
+def test_the_clients_and_the_cli_list_and_decide_over_a_real_server(make_orc: MakeOrc) -> None:
+    from typer.testing import CliRunner
+
+    from sandbox.cli import app as cli
+    from sandbox.client import AsyncClient, Client
+    from sandbox.exceptions import NotFoundError
+    from sandbox.keys import KeyStore
+    from tests.integration.test_http_api import Server
+
+    orc = make_orc(approvals={"timeout_s": 30}, api=FAST)
+    keys = KeyStore(orc.settings.data_dir / "keys.json")
+    alice, bob = keys.create("alice")[1], keys.create("bob")[1]
+    with Server(orc, keys) as server:
+        first, second = Waiting(orc, "s1"), Waiting(orc, "s2")
+        with Client(server.url, alice) as c:
+            for _ in range(500):  # bounded poll: the calls open their approvals on threads
+                if len(c.approvals()) == 2:
+                    break
+                time.sleep(0.02)
+            (one,) = c.approvals(session="s1")
+            assert one.arguments == {"to": "[EMAIL_1]"}
+            with Client(server.url, bob) as other, pytest.raises(NotFoundError):
+                other.deny(one.id)
+            assert c.approve(one.id, "fine").status == "approved"
+
+        async def pending_s2() -> list[Approval]:
+            async with AsyncClient(server.url, alice) as ac:
+                return await ac.approvals("s2")
+
+        (two,) = asyncio.run(pending_s2())
+        env = {"SANDBOX_URL": server.url, "SANDBOX_API_KEY": alice}
+        listed_out = CliRunner().invoke(cli, ["approvals", "list"], env=env)
+        assert listed_out.exit_code == 0 and two.id in listed_out.output
+        assert "mailer.send_email" in listed_out.output
+        denied = CliRunner().invoke(
+            cli, ["approvals", "deny", two.id, "--reason", "not now"], env=env
+        )
+        assert denied.exit_code == 0 and f"{two.id} denied" in denied.output
+        again = CliRunner().invoke(cli, ["approvals", "approve", two.id], env=env)
+        assert again.exit_code == 2 and "not_found" in again.output
+    outcome = second.result()
+    assert first.result() is not None and outcome is not None
+    assert (outcome.status, outcome.decision_reason) == ("denied", "not now")
