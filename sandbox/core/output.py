@@ -6,11 +6,13 @@ import codecs
 from collections.abc import Callable
 
 from sandbox.pii import Tokenizer
+from sandbox.pii.cut import MARGIN, safe_cut
 
 
 class LineStream:
     """Turns output chunks into whole lines for a streaming caller, tokenized per line so a
-    token never straddles two chunks. A line longer than 8 KiB is passed on in pieces."""
+    value never straddles two chunks. A line longer than 8 KiB is passed on in pieces, each
+    cut before any value that crosses its end (the last `MARGIN` characters wait for more)."""
 
     _MAX_HOLD = 8192
 
@@ -25,7 +27,7 @@ class LineStream:
         text = self._held[stream] + self._decoders[stream].decode(data)
         cut = text.rfind("\n") + 1
         if cut == 0 and len(text) > self._MAX_HOLD:
-            cut = len(text)
+            cut = self._piece_end(text)
         self._held[stream] = text[cut:]
         if cut:
             self._emit(stream, text[:cut])
@@ -36,6 +38,14 @@ class LineStream:
             self._held[stream] = ""
             if rest:
                 self._emit(stream, rest)
+
+    def _piece_end(self, text: str) -> int:
+        at = len(text) - MARGIN
+        if self._tok is None:
+            return at
+        cut = safe_cut(self._tok.findings, text, at)
+        # A value longer than a piece (a key block) is cut anyway: held text stays bounded.
+        return cut if cut > 0 else at
 
     def _emit(self, stream: str, text: str) -> None:
         self._sink(stream, self._tok.tokenize(text) if self._tok is not None else text)

@@ -27,6 +27,7 @@ from sandbox.core.output import LineStream
 from sandbox.egress import EgressContext, EgressProxy
 from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError, SessionClosedError
 from sandbox.models import RunResult
+from sandbox.pii.cut import MARGIN, bounded_text
 from sandbox.pii.policy import RestorePolicy
 from sandbox.pii.restore import limit_vault
 from sandbox.runtime import protocol
@@ -264,7 +265,9 @@ class Runner:
         on_output: Callable[[str, str], None] | None,
     ) -> RunResult:
         backend = self._parts.backend
-        cap = self._box.limits.output_bytes
+        # A little past the cap is kept, so a value the cap cuts through is still found and
+        # the cut can move before it (`_text`); what is returned stays within the cap.
+        cap = self._box.limits.output_bytes + MARGIN
         tokenizer = self._box.tokenizer
         lines = LineStream(on_output, tokenizer) if on_output is not None else None
         on_call, stop = self._call_handler(warm)
@@ -309,10 +312,10 @@ class Runner:
             stdout, stderr, more = warm.channel.drain_after_kill(cap, stdout, stderr)
             truncated |= more
             exit_code = _KILLED_EXIT
-        out_text, err_text = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
-        if tokenizer is not None:
-            # Output goes toward the model: PII the code printed, however it got it, is tokenized.
-            out_text, err_text = tokenizer.tokenize(out_text), tokenizer.tokenize(err_text)
+        limit = self._box.limits.output_bytes
+        truncated |= len(stdout) > limit or len(stderr) > limit
+        out_text = bounded_text(stdout, limit, tokenizer)
+        err_text = bounded_text(stderr, limit, tokenizer)
         return RunResult(
             exec_id=warm.exec_id,
             exit_code=exit_code if exit_code is not None else -1,

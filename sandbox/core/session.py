@@ -24,6 +24,7 @@ from sandbox.exceptions import InvalidInputError, PolicyViolationError, SessionC
 from sandbox.files import SafeDir
 from sandbox.models import FileEntry, Limits, MiB, OutputEvent, RunResult
 from sandbox.pii import Tokenizer
+from sandbox.pii.cut import MARGIN, bounded_text
 from sandbox.profiles import Profile
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
@@ -331,9 +332,9 @@ class Session:
         """
         self._ensure_open()
         # Only the preview is read: a large file costs the controller no more than it shows.
-        data = self._files.read(path, min(max_bytes, self.limits.max_file_mb * MiB), prefix=True)
-        text = data.decode("utf-8", "replace")
-        return self.tokenizer.tokenize(text) if self.tokenizer is not None else text
+        limit = min(max_bytes, self.limits.max_file_mb * MiB)
+        data = self._files.read(path, limit + MARGIN, prefix=True)  # past it: where to cut
+        return bounded_text(data, limit, self.tokenizer)
 
     def list_files(self, path: str = "") -> list[FileEntry]:
         """List /workspace (or a folder in it) recursively, without following links."""
