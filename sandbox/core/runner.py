@@ -27,6 +27,7 @@ from sandbox.core.output import LineStream
 from sandbox.egress import EgressContext, EgressProxy
 from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError, SessionClosedError
 from sandbox.models import RunResult
+from sandbox.pii.code import resolve_in_code
 from sandbox.pii.cut import MARGIN, bounded_text
 from sandbox.pii.policy import RestorePolicy
 from sandbox.pii.restore import limit_vault
@@ -84,6 +85,7 @@ class Runner:
             except BaseException:
                 on_removed()  # no container was had
                 raise
+            code = resolve_in_code(self._box.tokenizer, code)  # see sandbox/pii/code.py
             return self._run_on(warm, code, timeout, env, on_output, run_start, on_removed)
 
     def _run_on(

@@ -18,6 +18,7 @@ from sandbox.core.admission import Principal, Slot
 from sandbox.core.assembly import Parts
 from sandbox.core.box import Box
 from sandbox.core.commands import checked_argv, command_plan
+from sandbox.core.modelview import ModelView
 from sandbox.core.runner import Runner
 from sandbox.core.skills import SkillStore
 from sandbox.exceptions import InvalidInputError, PolicyViolationError, SessionClosedError
@@ -72,7 +73,7 @@ class Session:
         self.tokenizer: Tokenizer | None = (
             Tokenizer.for_session(parts.pii[0], session_id, *parts.pii[1:]) if parts.pii else None
         )
-        self._files = SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID)
+        self._files = ModelView(SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID), self.tokenizer)
         self._state = threading.Lock()
         self._closed = False
         try:
@@ -331,8 +332,7 @@ class Session:
             UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError, SessionClosedError.
         """
         self._ensure_open()
-        # Only the preview is read: a large file costs the controller no more than it shows.
-        limit = min(max_bytes, self.limits.max_file_mb * MiB)
+        limit = min(max_bytes, self.limits.max_file_mb * MiB)  # only the preview is read, and
         data = self._files.read(path, limit + MARGIN, prefix=True)  # past it: where to cut
         return bounded_text(data, limit, self.tokenizer)
 
