@@ -274,8 +274,13 @@ class ToolBridge:
                 raise
             if tok is not None:
                 # CPU work on up to max_result_bytes: keep it off the loop other sessions share.
+                info = self.catalog.tool(ctx.owner, server, tool)  # its outputSchema's hints
                 tokenize = functools.partial(
-                    tok.tokenize, result, origin=f"{server}.{tool}", known=known
+                    tok.tokenize,
+                    result,
+                    origin=f"{server}.{tool}",
+                    known=known,
+                    schema=info.output_schema if info is not None else None,
                 )
                 result = await asyncio.get_running_loop().run_in_executor(None, tokenize)
             frame = _frame(call_id, {"ok": True, "result": result})

@@ -19,6 +19,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 
 from sandbox.bridge.config import HttpServer, StdioServer
+from sandbox.pii.redact import redact, redact_schema
 from sandbox.runtime import protocol
 
 logger = logging.getLogger(__name__)
@@ -225,12 +226,13 @@ async def _list_tools(server: str, client: Client) -> dict[str, ToolInfo]:
         listed += page.tools
         cursor = page.next_cursor
     return {
+        # What a server says of its tools reaches every model: no PII in it (see pii.redact).
         t.name: ToolInfo(
             server,
             t.name,
-            t.description or "",
-            dict(t.input_schema or {}),
-            dict(t.output_schema) if t.output_schema else None,
+            redact(t.description or ""),
+            redact_schema(dict(t.input_schema or {})),
+            redact_schema(dict(t.output_schema)) if t.output_schema else None,
         )
         for t in listed
     }

@@ -28,7 +28,11 @@ def _schema(**props: str) -> dict[str, Any]:
 
 
 TOOLS = {
-    "whoami": ("This process's id and the TENANT_TOKEN it was started with.", _schema()),
+    "whoami": (
+        "This process's id and the TENANT_TOKEN it was started with."
+        + os.environ.get("TENANT_NOTE", ""),  # what a server may say of itself, PII included
+        _schema(),
+    ),
     "remember": ("Keep a note; returns how many this process holds.", _schema(text="string")),
     "recall": ("Every note this process holds.", _schema()),
     "wait": ("Answers after `seconds`.", _schema(seconds="number")),

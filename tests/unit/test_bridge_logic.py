@@ -13,6 +13,7 @@ from sandbox.audit import AuditKeys, AuditLog
 from sandbox.bridge.config import HttpServer, StdioServer, load_config
 from sandbox.bridge.endpoint import RunContext, ToolBridge, allowed
 from sandbox.bridge.tokens import TokenRefused, TokenRegistry, token_id
+from sandbox.bridge.upstream import ToolInfo
 from sandbox.exceptions import InvalidInputError
 from sandbox.models import ToolLimits
 from sandbox.ratelimit import TokenBucket
@@ -214,6 +215,7 @@ def bridge_call(
     args: dict[str, object],
     reply: object,
     policy: object = None,
+    output_schema: dict[str, object] | None = None,
 ) -> tuple[dict[str, object], _FakeUpstreams, list[dict[str, object]], str]:
     """One call through `ToolBridge.handle` to a fake upstream, with a session tokenizer whose
     vault holds crm's [EMAIL_1], [IBAN_1] and [PERSON_1]; returns the reply frame, the fake,
@@ -232,6 +234,8 @@ def bridge_call(
         tok.vault.token_for("PERSON", "Maria Gonzalez", origin="crm.get_customer")
         bridge.upstreams = fake  # type: ignore[assignment]
         bridge._target = lambda ctx, req: (*target, req["args"])  # type: ignore[method-assign]
+        info = ToolInfo(target[0], target[1], "", {}, output_schema)
+        bridge.catalog.tool = lambda owner, server, tool: info  # type: ignore[method-assign]
         token = bridge.tokens.mint("s", "e", 60)
         ctx = bridge.context("o", "s", "e", None, tok, policy or RestorePolicy())
         body = json.dumps(
@@ -303,3 +307,11 @@ def test_an_upstream_error_quoting_a_restored_value_names_only_its_token(tmp_pat
     failure = UpstreamCallError("upstream_error", "no customer named 'Maria Gonzalez'")
     reply, _, _, _ = bridge_call(tmp_path, ("crm", "get_customer"), {"name": "[PERSON_1]"}, failure)
     assert reply["error"] == {"code": "upstream_error", "message": "no customer named '[PERSON_1]'"}
+
+
+def test_the_tools_output_schema_marks_what_its_fields_hold(tmp_path: Path) -> None:
+    schema = {"type": "object", "properties": {"field_7": {"title": "Customer full name"}}}
+    reply, _, _, _ = bridge_call(
+        tmp_path, ("crm", "lookup"), {}, {"field_7": "Joan Smithers"}, None, schema
+    )
+    assert reply["result"] == {"field_7": "[PERSON_2]"}  # [PERSON_1] is the vault's Maria
