@@ -115,22 +115,31 @@ def presidio_spans(engine, texts: list[str]) -> list[list[Span]]:  # type: ignor
 
 
 def mixes(texts: list[str], gold: list[list[Span]]) -> dict[str, str]:
-    """The dense corpus and texts where one line in N holds PII (the rest PII-free lines)."""
+    """The dense corpus, and texts where one line in N holds PII: the other lines are prose
+    (sentences of the corpus without digits or `@`) or program output and logs (the corpus's
+    PII-free lines, full of numbers, dates, ids and addresses)."""
     rnd = random.Random(1)
-    pii_lines, clean = [], []
+    pii_lines, program, prose = [], [], []
     for text, spans in zip(texts, gold, strict=True):
         pos = 0
         for line in text.split("\n"):
             end = pos + len(line)
-            (pii_lines if any(s < end and pos < e for s, e, _ in spans) else clean).append(line)
+            has_pii = any(s < end and pos < e for s, e, _ in spans)
+            (pii_lines if has_pii else program).append(line)
             pos = end + 1
-    clean = [c for c in clean if c.strip()]
+        prose += [
+            s.strip() + "." for s in text.split(". ") if 30 < len(s) < 200 and not any(
+                c.isdigit() or c in "@=:{}[]|,;\t\n" for c in s)
+        ]  # fmt: skip
+    program = [c for c in program if c.strip()]
     out = {"dense (records joined)": "\n".join(texts)}
-    for n in (8, 30, 100):
-        out[f"PII in 1 line of {n}"] = "\n".join(
-            "\n".join([p, *(rnd.choice(clean) for _ in range(n - 1))]) for p in pii_lines[:3000]
-        )
-    out["no PII"] = "\n".join(rnd.choice(clean) for _ in range(60_000))
+    for kind, filler in (("prose", prose), ("program output", program)):
+        for n in (8, 30, 100):
+            out[f"1 line of {n} ({kind})"] = "\n".join(
+                "\n".join([p, *(rnd.choice(filler) for _ in range(n - 1))])
+                for p in pii_lines[:3000]
+            )
+        out[f"no PII ({kind})"] = "\n".join(rnd.choice(filler) for _ in range(40_000))
     return out
 
 
@@ -199,19 +208,19 @@ def print_speed(texts, gold, engines, presidio, repeat) -> None:  # type: ignore
         start = time.process_time()
         presidio_spans(presidio, sample)
         per_record = sum(len(t.encode()) for t in sample) / 1e6 / (time.process_time() - start)
-        sparse = docs["PII in 1 line of 30"][:300_000]
+        sparse = docs["1 line of 30 (prose)"][:300_000]
         start = time.process_time()
         presidio.analyze(sparse, language="en")
         speed["Presidio (patterns + phone)"] = {
             "one call per record": per_record,
-            "PII in 1 line of 30": len(sparse.encode()) / 1e6 / (time.process_time() - start),
+            "1 line of 30 (prose)": len(sparse.encode()) / 1e6 / (time.process_time() - start),
         }
     cols = list(next(iter(speed.values())))
     print(f"\n## Throughput, MB/s of CPU time on one core (best of {repeat}; Presidio: one run)\n")
     print("| detector | " + " | ".join(cols) + " |")
     print("|---|" + "---:|" * len(cols))
     for name, sp in speed.items():
-        print(f"| {name} | " + " | ".join(f"{sp[c]:.1f}" if c in sp else "-" for c in cols) + " |")
+        print(f"| {name} | " + " | ".join(f"{sp[c]:.3g}" if c in sp else "-" for c in cols) + " |")
     dense = docs["dense (records joined)"]
     print(f"\ndense: {len(dense.encode()) / sum(map(len, gold)):.0f} bytes per labelled value")
 

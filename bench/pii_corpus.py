@@ -111,8 +111,10 @@ class Gen:
             if not any(ipaddress.ip_address(value) in n for n in _PRIVATE):
                 return value
 
-    def secret(self) -> str:
+    def secret(self, one_line: bool = False) -> str:
         kind = self.r.randrange(7)
+        if one_line and kind == 5:
+            kind = 6
         alnum = string.ascii_letters + string.digits
         if kind == 0:
             return "AKIA" + self.rand(string.ascii_uppercase + string.digits, 16)

@@ -98,11 +98,12 @@ def person(g: Gen) -> dict[str, tuple[str, str]]:
     rec = {"id": ("", str(g.r.randint(1, 10**6))), "name": ("", g.name()),
            "email": ("EMAIL", g.email()), "phone": ("PHONE", g.phone()),
            "city": ("", g.city()), "created": ("", g.negative())}  # fmt: skip
-    extra = g.r.sample(["card", "iban", "ssn", "ip", "amount", "ref"], 2)
+    extra = g.r.sample(["card", "iban", "ssn", "ip", "amount", "ref", "api_key"], 2)
     for k in extra:
         rec[k] = {"card": ("CREDIT_CARD", g.card()), "iban": ("IBAN", g.iban()),
                   "ssn": ("US_SSN", g.ssn()), "ip": ("IP_ADDRESS", g.ip()),
-                  "amount": ("", g.negative()), "ref": ("", g.negative())}[k]  # fmt: skip
+                  "amount": ("", g.negative()), "ref": ("", g.negative()),
+                  "api_key": ("SECRET", g.secret(one_line=True))}[k]  # fmt: skip
     return rec
 
 
@@ -160,6 +161,7 @@ def log(g: Gen) -> Doc:
             "request_id={neg} latency={neg} upstream=10.0.3.7:8443",
             "cache miss key=user:{neg} ttl={neg}",
             "contact updated id={neg} phone={PHONE} email={EMAIL}",
+            "outbound call to={PHONE} auth={SECRET}",
         ]))  # fmt: skip
         doc.t("\n")
     return doc

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import bisect
 import functools
+import itertools
+import operator
 import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -61,6 +63,7 @@ class Detector:
             re.compile(r.pattern, re.ASCII | (re.IGNORECASE if r.caseless else 0)) for r in recs
         ]
         self._order = sorted(range(len(recs)), key=lambda i: -recs[i].priority)
+        self._priority = {r.entity: r.priority for r in recs}
         # Real text repeats values (the same customer in every record): validate each once.
         self._validators = [functools.lru_cache(maxsize=8192)(r.validate) for r in recs]
         self.engine = "hyperscan" if engine in ("auto", "hyperscan") and HYPERSCAN else "re"
@@ -122,94 +125,75 @@ class Detector:
 
     def _detect(self, text: str, lo: int, hi: int) -> list[Finding]:
         found: list[Finding] = []
-        taken = _Intervals()
+        # Bytes set where a higher-priority recognizer already found something: a lower one
+        # never validates text claimed there (cheap to test with bytearray.find).
+        claimed = bytearray(len(text))
         anchor_ends = self._anchor_ends(text)
-        # Highest priority first: a lower one never validates text a higher one already claimed
-        # (phone-number parsing inside card numbers was most of the cost).
+        level, pending = None, 0
         for i in self._order:
-            ends = anchor_ends[i]
-            if not ends:
-                continue
-            rec, pattern, validate = self.recognizers[i], self._precise[i], self._validators[i]
-            context: Callable[[int], bool] | None = None
-            if rec.anchor_len is not None:
-                matches: Iterable[re.Match[str]] = _anchored(
-                    pattern, text, ends, rec.anchor_len, lo, hi
-                )
-                windows = [(lo, hi)]
-            else:
-                windows = _windows(sorted(ends), rec.lookbehind, rec.max_len, lo, hi)
-            for ws, we in windows:
-                if rec.anchor_len is None:
-                    matches = _search_all(pattern, text, ws, we, rec.shrink)
-                for m in matches:
-                    # A match at a window edge may be cut short by it: skip those unless the
-                    # text really ends there (the anchor's own window covers the whole entity).
-                    if (m.start() == ws and ws > lo) or (m.end() == we and we < hi):
-                        continue
-                    if taken.overlaps(m.start(), m.end()) and rec.priority < taken.priority_at(
-                        m.start(), m.end()
-                    ):
-                        continue
-                    hit = m.group()
-                    value = validate(hit)
-                    while value is None and rec.shrink:
-                        cut = max(hit.rfind(" "), hit.rfind("-"))
-                        if cut <= 0:
-                            break
-                        hit = hit[:cut].rstrip(" -")
-                        value = validate(hit)
-                    if type(value) is Verdict:
-                        if value.length is not None:
-                            hit = hit[: value.length]
-                        if value.weak:
-                            if context is None and rec.context is not None:
-                                context = rec.context(text)
-                            if context is None or not context(m.start()):
-                                continue
-                        value = str(value)
-                    if value is not None:
-                        f = Finding(m.start(), m.start() + len(hit), rec.entity, value)
-                        found.append(f)
-                        taken.add(f.start, f.end, rec.priority)
-                        if isinstance(matches, _Searcher):
-                            matches.accepted(f.end)
+            rec = self.recognizers[i]
+            if rec.priority != level:
+                for f in found[pending:]:
+                    claimed[f.start : f.end] = b"\x01" * (f.end - f.start)
+                level, pending = rec.priority, len(found)
+            if anchor_ends[i]:
+                self._scan(i, text, anchor_ends[i], lo, hi, claimed, found)
         for detector in self._extra:
             found.extend(f for f in detector(text[lo:hi]) if f.end <= hi - lo)
-        return _resolve(found, {r.entity: r.priority for r in self.recognizers})
+        return _resolve(found, self._priority)
 
-
-class _Intervals:
-    """Accepted findings so far, for cheap overlap checks while scanning."""
-
-    def __init__(self) -> None:
-        self._starts: list[int] = []
-        self._items: list[tuple[int, int, int]] = []
-        self._longest = 0
-
-    def add(self, start: int, end: int, priority: int) -> None:
-        self._longest = max(self._longest, end - start)
-        i = bisect.bisect_left(self._starts, start)
-        self._starts.insert(i, start)
-        self._items.insert(i, (start, end, priority))
-
-    def _around(self, start: int, end: int) -> list[tuple[int, int, int]]:
-        i = bisect.bisect_right(self._starts, end)
-        out = []
-        while i > 0:
-            i -= 1
-            s, e, p = self._items[i]
-            if e > start and s < end:
-                out.append((s, e, p))
-            elif s < start - self._longest:
-                break  # nothing further left can reach `start`
-        return out
-
-    def overlaps(self, start: int, end: int) -> bool:
-        return bool(self._starts) and bool(self._around(start, end))
-
-    def priority_at(self, start: int, end: int) -> int:
-        return max(p for _, _, p in self._around(start, end))
+    def _scan(
+        self,
+        i: int,
+        text: str,
+        ends: list[int],
+        lo: int,
+        hi: int,
+        claimed: bytearray,
+        found: list[Finding],
+    ) -> None:
+        """Findings of recognizer `i` around its anchors' `ends`, appended to `found`."""
+        rec, pattern, validate = self.recognizers[i], self._precise[i], self._validators[i]
+        context: Callable[[int], bool] | None = None
+        if rec.anchor_len is not None:
+            matches: Iterable[re.Match[str]] = _anchored(
+                pattern, text, ends, rec.anchor_len, lo, hi
+            )
+            windows = [(lo, hi)]
+        else:
+            windows = _windows(sorted(ends), rec.lookbehind, rec.max_len, lo, hi)
+        for ws, we in windows:
+            if rec.anchor_len is None:
+                matches = _search_all(pattern, text, ws, we, rec.shrink)
+            for m in matches:
+                start, end = m.span()
+                # A match at a window edge may be cut short by it: skip those unless the
+                # text really ends there (the anchor's own window covers the whole entity).
+                if (start == ws and ws > lo) or (end == we and we < hi):
+                    continue
+                if claimed.find(1, start, end) >= 0:
+                    continue
+                hit = m.group()
+                value = validate(hit)
+                while value is None and rec.shrink:
+                    cut = max(hit.rfind(" "), hit.rfind("-"))
+                    if cut <= 0:
+                        break
+                    hit = hit[:cut].rstrip(" -")
+                    value = validate(hit)
+                if type(value) is Verdict:
+                    if value.length is not None:
+                        hit = hit[: value.length]
+                    if value.weak:
+                        if context is None and rec.context is not None:
+                            context = rec.context(text)
+                        if context is None or not context(start):
+                            continue
+                    value = str(value)
+                if value is not None:
+                    found.append(Finding(start, start + len(hit), rec.entity, value))
+                    if isinstance(matches, _Searcher):
+                        matches.accepted(start + len(hit))
 
 
 class _Searcher:
@@ -304,10 +288,16 @@ def _bytes_to_chars(data: bytes, ends: list[list[int]]) -> None:
         lst[:] = [mapping[e] for e in lst]
 
 
+_span = operator.attrgetter("start", "end")
+
+
 def _resolve(found: list[Finding], priority: dict[str, int] | None = None) -> list[Finding]:
     """Keep the best of overlapping findings: higher priority, then longer, then earlier."""
     if len(found) < 2:
         return sorted(found)
+    found.sort(key=_span)
+    if all(a.end <= b.start for a, b in itertools.pairwise(found)):
+        return found  # the usual case: nothing to resolve
     prio = priority or {}
     ranked = sorted(set(found), key=lambda f: (-prio.get(f.entity, 0), -(f.end - f.start), f.start))
     starts: list[int] = []

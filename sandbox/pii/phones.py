@@ -84,7 +84,7 @@ class PhoneRules:
                 self._cc_len[str(cc)] = (min(lens), max(lens))
         # National forms by their length in digits: (prefix people dial first, country code,
         # the region's pattern of national numbers), in the order of `regions`.
-        self._forms: dict[int, list[tuple[str, str, re.Pattern[str]]]] = {}
+        forms: dict[int, dict[str, list[tuple[str, re.Pattern[str]]]]] = {}
         self._first_cc = ""
         for r in self.regions:
             meta = PhoneMetadata.metadata_for_region(r)
@@ -94,7 +94,8 @@ class PhoneRules:
             pattern = re.compile(meta.general_desc.national_number_pattern or r"\d+")
             self._first_cc = self._first_cc or code
             for n in _lengths(r):
-                self._forms.setdefault(len(prefix) + n, []).append((prefix, code, pattern))
+                forms.setdefault(len(prefix) + n, {}).setdefault(prefix, []).append((code, pattern))
+        self._forms = {n: list(by_prefix.items()) for n, by_prefix in forms.items()}
 
     def validate(self, s: str) -> str | None:
         """The number's E.164 form (`;ext=…` added) or None; a `Verdict` when it counts only in
@@ -119,7 +120,7 @@ class PhoneRules:
     def _classify(self, s: str) -> tuple[str, bool] | None:
         """(E.164 value, weak) for a whole candidate, or None."""
         ext = ""
-        m = _EXT.search(s)
+        m = _EXT.search(s) if ("x" in s or "t" in s or "#" in s) else None
         if m is not None:
             ext, s = ";ext=" + m.group(1), s[: m.start()]
         if _NOT_PHONE.fullmatch(s):
@@ -164,14 +165,14 @@ class PhoneRules:
     def _national(self, digits: str) -> str | None:
         """`+CC…` for the first region whose national numbers `digits` can be (by pattern,
         else by length); None if it can be none."""
-        forms = self._forms.get(len(digits), ())
-        fits = [(p, cc, pat) for p, cc, pat in forms if digits.startswith(p)]
-        for prefix, cc, pattern in fits:
-            if pattern.fullmatch(digits, len(prefix)):
-                return f"+{cc}{digits[len(prefix) :]}"
+        fits = [(p, regs) for p, regs in self._forms.get(len(digits), ()) if digits.startswith(p)]
+        for prefix, regs in fits:
+            for cc, pattern in regs:
+                if pattern.fullmatch(digits, len(prefix)):
+                    return f"+{cc}{digits[len(prefix) :]}"
         if fits:
-            prefix, cc, _ = fits[0]
-            return f"+{cc}{digits[len(prefix) :]}"
+            prefix, regs = fits[0]
+            return f"+{regs[0][0]}{digits[len(prefix) :]}"
         # Trunk prefix 0 with a length no listed region has: still a national number.
         return f"+{self._first_cc}{digits[1:]}" if digits[0] == "0" else None
 
@@ -265,23 +266,17 @@ class PhoneContext:
         return self._headers[key]
 
 
+_QUOTED = re.compile(r'"[^"]*"?')
+
+
 def _split(line: str, delim: str) -> list[str]:
     """Cells of a CSV-style line; a delimiter inside double quotes does not split."""
-    if '"' not in line:
-        return line.split(delim)
-    cells: list[str] = []
-    cur: list[str] = []
-    quoted = False
-    for ch in line:
-        if ch == '"':
-            quoted = not quoted
-        elif ch == delim and not quoted:
-            cells.append("".join(cur))
-            cur = []
-            continue
-        cur.append(ch)
-    return [*cells, "".join(cur)]
+    if '"' in line:
+        line = _QUOTED.sub(lambda m: m.group().replace(delim, " "), line)
+    return line.split(delim)
 
 
 def _cells_before(prefix: str, delim: str) -> int:
-    return len(_split(prefix, delim)) - 1
+    if '"' in prefix:
+        prefix = _QUOTED.sub("", prefix)
+    return prefix.count(delim)

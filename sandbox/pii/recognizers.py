@@ -214,10 +214,11 @@ _EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-
 # Precise patterns run only in Python, so they may use lookarounds. A phone number is not
 # glued to letters, digits or dots (versions, ids, decimals) and does not start inside a run
 # of number groups (`00 00 00 …`); items are digit groups or (area codes), separated by one
-# of ` .-/` or by nothing next to a parenthesis; `x213` / `ext. 12` may follow.
+# of ` .-/` or by nothing next to a parenthesis; `x213` / `ext. 12` may follow. Candidates
+# with fewer than 7 digits are not even tried.
 _PHONE_ITEM = r"(?:\(\d{1,5}\)|\d{1,15})"
 _PHONE = (
-    r"(?<![\w.+/#$€£¥-])(?:(?<!\d[ .\-/])(?=\d)|(?=[+(]))"
+    r"(?<![\w.+/#$€£¥-])(?:(?<!\d[ .\-/])(?=\d)|(?=[+(]))(?=(?:[^\d\n]{0,3}\d){7})"
     r"(?:(?:\(\+\d{1,3}\)|\+\(\d{1,3}\)|\+)[ .\-]?)?"
     + _PHONE_ITEM
     + r"(?:(?: ?[.\-/] ?| |(?<=\))|(?=\())"
@@ -255,11 +256,11 @@ def default_recognizers(
                    r"(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|password|passwd|aws_secret_access_key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?[A-Za-z0-9_./+=-]{16,200}",
                    _keyed_secret, lookbehind=30, max_len=260, priority=6, caseless=True),
         Recognizer("EMAIL", "@[A-Za-z0-9]", _EMAIL, _email, lookbehind=66, max_len=256, priority=5),
-        Recognizer("IBAN", "\\b[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=4, shrink=True),
-        Recognizer("CREDIT_CARD", "\\b\\d{4}[ -]?\\d{2}", r"(?<![A-Z]{2}\d{2} )\b\d{4}(?:[ -]?\d{1,6}){1,4}\b", _card, lookbehind=8, max_len=23, priority=4, shrink=True),
+        Recognizer("IBAN", "\\b[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=5, shrink=True),
+        Recognizer("CREDIT_CARD", "\\b(?:\\d[ -]?){11}\\d", r"(?<![A-Z]{2}\d{2} )\b(?:\d[ -]?){11,18}\d\b", _card, lookbehind=24, max_len=12, priority=4, shrink=True),
         Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
         Recognizer("IP_ADDRESS", "\\b\\d{1,3}\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d|[~+]|-\d+(?![.\d]))", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
-        Recognizer("IP_ADDRESS", "[0-9A-Fa-f]?:[0-9A-Fa-f]{0,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),
+        Recognizer("IP_ADDRESS", "::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),
         Recognizer("PHONE", "\\+\\d|\\(\\d|\\b\\d{2,6}[ .\\-/]{1,2}\\(?\\d{2}|\\b\\d{7}", _PHONE, PhoneRules([region, *(regions or DEFAULT_REGIONS)]).validate,
                    lookbehind=36, max_len=40, priority=1, context=PhoneContext),
     ]  # fmt: skip
