@@ -248,7 +248,7 @@ def default_recognizers(
         ),
     )
     return [
-        Recognizer("SECRET", "-----BEGIN ", r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.-]{16,8192}?-----END [A-Z ]{0,40}PRIVATE KEY-----",
+        Recognizer("SECRET", "-----BEGIN ", r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[A-Za-z0-9+/=\s:,.\\-]{16,8192}?-----END [A-Z ]{0,40}PRIVATE KEY-----",
                    _secret, lookbehind=11, max_len=9000, priority=9, anchor_len=11),
         *[Recognizer("SECRET", a, p, _secret, lookbehind=lb, max_len=ml, priority=8, anchor_len=lb) for a, p, lb, ml in secret_tokens],
         Recognizer("SECRET", "[Bb]earer ", r"\b[Bb]earer [A-Za-z0-9._~+/-]{20,500}=*", _bearer, lookbehind=7, max_len=520, priority=7, anchor_len=7),

@@ -131,3 +131,34 @@ def test_private_addresses_are_pii_when_configured(addr: str) -> None:
 def test_unspecified_broadcast_netmask_and_multicast_are_never_pii(addr: str) -> None:
     det = Detector(default_recognizers(private_ips=True))
     assert det.detect(f"bind {addr} here") == []
+
+
+@pytest.mark.parametrize(
+    ("entity", "value"),
+    [
+        ("CREDIT_CARD", "676244110463"),  # Maestro, 12 digits
+        ("CREDIT_CARD", "180051097219062"),  # JCB's old 15-digit range
+        ("IBAN", "RU0204452560040702810412345678901"),  # Russia joined the registry (33)
+        ("IBAN", "GB85UTQF8819789693041"),  # a character short, checksum valid
+        (
+            "SECRET",
+            "-----BEGIN PRIVATE KEY-----\\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\\n-----END PRIVATE KEY-----",
+        ),
+    ],
+)
+def test_newer_ranges_and_encodings_are_found(entity: str, value: str) -> None:
+    text = f'{{"v": "{value}"}}'
+    assert [(f.entity, text[f.start : f.end]) for f in detect(text)] == [(entity, value)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "libsasl2-modules 1.2.5.1-2 amd64",  # a Debian version, not an address
+        "openssl 1.1.1.1+deb12u1 and 3.0.11.0~rc1",
+        "GB85UTQF8819789693042",  # checksum fails
+        "card-like 581399674117",  # 12 digits outside Maestro's own ranges
+    ],
+)
+def test_versions_and_near_misses_are_left_alone(text: str) -> None:
+    assert detect(text) == []
