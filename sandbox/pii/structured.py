@@ -286,7 +286,8 @@ def _name_like(v: str, level: str) -> bool:
     if not proper or not all(w[0].isalpha() and not w[0].islower() for w in proper):
         return False
     if level == ROLE:
-        return len(proper) <= 5
+        # One all-capitals word under a role key is a code or a constant ("EPERM", "ADMIN").
+        return len(proper) <= 5 and not (len(words) == 1 and v.isupper())
     # BARE: two to five words, or one uncased word (a CJK name) of two to four characters.
     if len(words) == 1:
         return not v[0].isupper() and 2 <= len(v) <= 4

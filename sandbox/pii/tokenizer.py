@@ -275,7 +275,7 @@ class Tokenizer:
             call.batch = outer
         if call.replaced == before:
             return text
-        return json.dumps(out, ensure_ascii=False, indent=2 if "\n" in text else None)
+        return _dump_like(out, text)
 
     def _number(self, n: int | float, call: _Call, hint: Hint | None) -> Any:
         if isinstance(n, float) and (not n.is_integer() or abs(n) >= 2**53):
@@ -368,3 +368,17 @@ def _wraps_result(schema: Mapping[str, Any], obj: Any) -> bool:
         and isinstance(props["result"], Mapping)
         and not (isinstance(obj, dict) and set(obj) == {"result"})
     )
+
+
+def _dump_like(obj: Any, text: str) -> str:
+    """`obj` as JSON written the way `text` was: its indent (or none), compact separators or
+    not, and the whitespace around it (a printed line keeps its newline)."""
+    body = text.strip()
+    lead, trail = text[: len(text) - len(text.lstrip())], text[len(text.rstrip()) :]
+    indent: int | None = None
+    if "\n" in body:
+        second = body.split("\n", 2)[1]
+        indent = len(second) - len(second.lstrip(" ")) or 2
+    compact = indent is None and ": " not in body and ", " not in body
+    seps = (",", ":") if compact else ((",", ": ") if indent is not None else None)
+    return lead + json.dumps(obj, ensure_ascii=False, indent=indent, separators=seps) + trail

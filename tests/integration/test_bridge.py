@@ -315,7 +315,8 @@ except ToolForbiddenError as e:
     print("forbidden", e.code)
 """,
         )
-        assert out == "Maria Gonzalez\nforbidden forbidden\n"
+        # The customer's name comes back from the crm as a token, like all PII in a result.
+        assert out == "[PERSON_1]\nforbidden forbidden\n"
         assert {t["name"] for t in s.search_tools("")} == {
             "crm.get_customer",
             "crm.search_customers",

@@ -349,3 +349,9 @@ def test_the_deployments_field_rules_reach_every_session_tokenizer() -> None:
     }
     off = pii_setup(PiiSettings(structured=False))
     assert off is not None and not off[2].keys
+
+
+def test_a_constant_under_a_role_key_is_not_a_name() -> None:
+    tok = Tokenizer.for_session(MasterKeys({"k": b"k" * 32}, "k"), "s")
+    out = tok.tokenize({"attach_self_parent": "EPERM", "owner": "ADMIN", "manager": "Joan"})
+    assert out == {"attach_self_parent": "EPERM", "owner": "ADMIN", "manager": "[PERSON_1]"}

@@ -344,3 +344,18 @@ def test_long_strings_are_scanned_on_their_own() -> None:
 def test_findings_are_what_the_sessions_detector_finds() -> None:
     text = "mail maria@example.com now"
     assert [(f.start, f.end, f.entity) for f in tokenizer().findings(text)] == [(5, 22, "EMAIL")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"email": "maria@example.com", "n": [1, 2]}\n',
+        '{"email":"maria@example.com","n":[1,2]}',
+        '{\n    "email": "maria@example.com",\n    "n": 1\n}\n',
+        '  [{"email": "maria@example.com"}]  ',
+    ],
+)
+def test_json_text_is_written_back_the_way_it_was_written(text: str) -> None:
+    tok = Tokenizer.for_session(MasterKeys({"k": b"k" * 32}, "k"), "s")
+    out = tok.tokenize(text)
+    assert out == text.replace("maria@example.com", "[EMAIL_1]")
