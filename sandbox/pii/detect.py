@@ -64,6 +64,7 @@ class Detector:
         ]
         self._order = sorted(range(len(recs)), key=lambda i: -recs[i].priority)
         self._priority = {r.entity: r.priority for r in recs}
+        self._back = [re.compile(f"(?:{r.back})\\Z", re.ASCII) if r.back else None for r in recs]
         # Real text repeats values (the same customer in every record): validate each once.
         self._validators = [functools.lru_cache(maxsize=8192)(r.validate) for r in recs]
         self.engine = "hyperscan" if engine in ("auto", "hyperscan") and HYPERSCAN else "re"
@@ -157,7 +158,7 @@ class Detector:
         context: Callable[[int], bool] | None = None
         if rec.anchor_len is not None:
             matches: Iterable[re.Match[str]] = _anchored(
-                pattern, text, ends, rec.anchor_len, lo, hi
+                pattern, text, ends, rec.anchor_len, lo, hi, self._back[i]
             )
             windows = [(lo, hi)]
         else:
@@ -241,13 +242,25 @@ def _search_all(
 
 
 def _anchored(
-    pattern: re.Pattern[str], text: str, ends: list[int], anchor_len: int, lo: int, hi: int
+    pattern: re.Pattern[str],
+    text: str,
+    ends: list[int],
+    anchor_len: int,
+    lo: int,
+    hi: int,
+    back: re.Pattern[str] | None = None,
 ) -> list[re.Match[str]]:
-    """Try the pattern once where each anchor starts; skip anchors inside an earlier match."""
+    """Try the pattern once where each anchor starts (or where the text `back` matches up to
+    the anchor starts); skip anchors inside an earlier match."""
     out: list[re.Match[str]] = []
     covered = lo
     for e in sorted(ends):
         start = e - anchor_len
+        if back is not None:
+            run = back.search(text, max(covered, start - 65), start)
+            if run is None:
+                continue
+            start = run.start()
         if start < covered:
             continue
         m = pattern.match(text, start, hi)
