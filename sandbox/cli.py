@@ -243,7 +243,7 @@ def mcp(
     ] = None,
 ) -> None:
     """Serve MCP over stdio (for Claude Desktop, Claude Code, Cursor...)."""
-    from sandbox.mcp_server import run_stdio
+    from sandbox.mcp import run_stdio
 
     logging.getLogger().setLevel(logging.ERROR)  # stdout belongs to the protocol
     run_stdio(Settings(), owner, tuple(profile) if profile else None)

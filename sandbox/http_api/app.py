@@ -44,7 +44,7 @@ def create_app(
     if orchestrator is not None:
         orchestrator.admission.keys = keystore
 
-    from sandbox.mcp_server import build_mcp_server
+    from sandbox.mcp import build_mcp_server
 
     mcp_server = build_mcp_server(state.orc, idle_s=settings.api.session_idle_s)
     mcp_app = mcp_server.streamable_http_app(

@@ -16,8 +16,8 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ElicitResult, InputRequiredResult
 
 from sandbox.bridge.approvals import ApprovalBroker, ApprovalSettings
-from sandbox.mcp_approvals import Prompts, verdict
-from sandbox.mcp_server import build_mcp_server
+from sandbox.mcp import build_mcp_server
+from sandbox.mcp.approvals import Prompts, verdict
 from tests.unit.bridge.test_approvals import SEND
 from tests.unit.conftest import MakeOrc
 
@@ -148,7 +148,7 @@ def test_only_an_explicit_allow_approves() -> None:
 def test_runs_nobody_came_back_for_are_dropped_once_over() -> None:
     from mcp.server.mcpserver.exceptions import ToolError
 
-    from sandbox.mcp_approvals import _Waiting
+    from sandbox.mcp.approvals import _Waiting
 
     async def main() -> None:
         prompts = Prompts(ApprovalBroker, max_waiting=1)

@@ -10,7 +10,7 @@ from typing import Any
 from mcp import Client as McpClient
 
 from sandbox import Orchestrator
-from sandbox.mcp_server import build_mcp_server
+from sandbox.mcp import build_mcp_server
 from tests.unit.conftest import MakeOrc
 
 TOOLS = {
