@@ -201,6 +201,28 @@ class ToolBridge:
         for fut in pending:
             fut.cancel()
 
+    async def _tokenized(
+        self,
+        ctx: RunContext,
+        tok: Tokenizer,
+        server: str,
+        tool: str,
+        result: object,
+        known: dict[str, str],
+    ) -> object:
+        """A result as the box may see it: tokenized with its origin, the values just restored
+        and its tool's outputSchema hints. CPU work on up to max_result_bytes: kept off the
+        loop other sessions share."""
+        info = self.catalog.tool(ctx.owner, server, tool)
+        tokenize = functools.partial(
+            tok.tokenize,
+            result,
+            origin=f"{server}.{tool}",
+            known=known,
+            schema=info.output_schema if info is not None else None,
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, tokenize)
+
     def _refuse(self, ctx: RunContext, reason: str) -> None:
         """Count a refused call (aggregated in the audit trail); past `max_refused` the run is
         cut off."""
@@ -273,16 +295,7 @@ class ToolBridge:
                     )
                 raise
             if tok is not None:
-                # CPU work on up to max_result_bytes: keep it off the loop other sessions share.
-                info = self.catalog.tool(ctx.owner, server, tool)  # its outputSchema's hints
-                tokenize = functools.partial(
-                    tok.tokenize,
-                    result,
-                    origin=f"{server}.{tool}",
-                    known=known,
-                    schema=info.output_schema if info is not None else None,
-                )
-                result = await asyncio.get_running_loop().run_in_executor(None, tokenize)
+                result = await self._tokenized(ctx, tok, server, tool, result, known)
             frame = _frame(call_id, {"ok": True, "result": result})
             if len(frame) > self.limits.max_result_bytes:
                 raise _Refusal(
