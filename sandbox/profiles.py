@@ -67,6 +67,9 @@ class Profile(BaseModel):
     commands_anywhere: bool = False
     """Also start a listed name from any path ('./ls', '/workspace/ls') and pass LD_*
     variables: lets a command run a program or library that code in the box wrote."""
+    pii_entities: tuple[str, ...] | None = None
+    """The PII entities this profile's sessions tokenize, within the deployment's
+    `pii.entities` (a profile can narrow the set, never widen it); None: the deployment's."""
 
 
 BUILTIN: dict[str, Profile] = {

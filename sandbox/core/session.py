@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import queue
-import re
 import secrets
 import threading
 import time
@@ -17,21 +16,19 @@ from sandbox.audit import AuditError
 from sandbox.core.admission import Principal, Slot
 from sandbox.core.assembly import Parts
 from sandbox.core.box import Box
+from sandbox.core.cancel import CancelToken
 from sandbox.core.commands import checked_argv, command_plan
 from sandbox.core.modelview import ModelView
+from sandbox.core.runargs import checked_run_args
 from sandbox.core.runner import Runner
 from sandbox.core.skills import SkillStore
 from sandbox.exceptions import InvalidInputError, PolicyViolationError, SessionClosedError
 from sandbox.files import SafeDir
 from sandbox.models import FileEntry, Limits, MiB, OutputEvent, RunResult
-from sandbox.pii import Tokenizer
 from sandbox.pii.cut import MARGIN, bounded_text
+from sandbox.pii.session import session_tokenizer
 from sandbox.profiles import Profile
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
-
-MAX_CODE_BYTES = 1 * MiB
-MAX_ENV_BYTES = 64 * 1024
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
 class Session:
@@ -70,9 +67,7 @@ class Session:
         )
         self.skills = SkillStore(storage, self.owner, limits.skills_mb)
         self.created = self.last_used = time.monotonic()
-        self.tokenizer: Tokenizer | None = (
-            Tokenizer.for_session(parts.pii[0], session_id, *parts.pii[1:]) if parts.pii else None
-        )
+        self.tokenizer = session_tokenizer(parts.pii, session_id, profile.pii_entities)
         self._files = ModelView(SafeDir(self._workspace, SANDBOX_UID, SANDBOX_GID), self.tokenizer)
         self._state = threading.Lock()
         self._closed = False
@@ -104,6 +99,7 @@ class Session:
         on_output: Callable[[str, str], None] | None = None,
         *,
         slot: Slot | None = None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Run Python source in a fresh container and return what it did.
 
@@ -112,6 +108,8 @@ class Session:
         tokenized like the result), from the calling thread. A surface that already waited
         for a run slot hands it over as `slot` (it is released once the run's container is
         gone, or at once if the run is refused); otherwise the run waits for one here.
+        Cancelling `cancel` kills the run's container at once: the result then has the
+        outcome `cancelled` and the output written until then.
 
         Raises:
             InvalidInputError: code, timeout or env are malformed or too large.
@@ -119,9 +117,10 @@ class Session:
             QueueFullError: no run slot is free and the queue is full.
             SessionClosedError: the session is closed.
             BackendError: the engine failed to provide a container.
+            RunCancelledError: `cancel` was cancelled before the code was handed over.
         """
         try:
-            checked = self._check_run_args(code, timeout, env)
+            checked = checked_run_args(code, timeout, env, self.limits.timeout_s)
             mode = self.profile.static_analysis
             findings = analyze(code) if mode != "off" else []
             if findings and mode == "block":
@@ -135,7 +134,7 @@ class Session:
             if slot is not None:
                 slot.release()
             raise
-        result = self._admitted(code, checked, env, on_output, "code", findings, slot)
+        result = self._admitted(code, checked, env, on_output, "code", findings, slot, cancel)
         return result.model_copy(update={"findings": findings}) if findings else result
 
     def run_command(
@@ -145,6 +144,7 @@ class Session:
         env: dict[str, str] | None = None,
         *,
         slot: Slot | None = None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Run a command (argv, no shell) in a fresh container, like `run` does code.
 
@@ -154,7 +154,8 @@ class Session:
         Raises:
             PolicyViolationError: shell syntax, a program, path or environment the profile
                 does not allow, or (static analysis 'block') findings in `python3 -c` code.
-            InvalidInputError, QueueFullError, SessionClosedError, BackendError: as for `run`.
+            InvalidInputError, QueueFullError, SessionClosedError, BackendError,
+                RunCancelledError: as for `run`.
         """
         try:
             argv = checked_argv(command)
@@ -164,22 +165,29 @@ class Session:
                 rules = {f.rule for f in exc.findings if isinstance(f, AnalysisFinding)}
                 self._violation(sorted(rules), command=argv[0][:64])
                 raise
-            checked = self._check_run_args(code, timeout, env)
+            checked = checked_run_args(code, timeout, env, self.limits.timeout_s)
         except BaseException:
             if slot is not None:
                 slot.release()
             raise
-        result = self._admitted(code, checked, env, None, "command", findings, slot)
+        result = self._admitted(code, checked, env, None, "command", findings, slot, cancel)
         return result.model_copy(update={"findings": findings}) if findings else result
 
     def stream(
-        self, code: str, timeout: float | None = None, env: dict[str, str] | None = None
+        self,
+        code: str,
+        timeout: float | None = None,
+        env: dict[str, str] | None = None,
+        *,
+        cancel: CancelToken | None = None,
     ) -> Iterator[OutputEvent | RunResult]:
         """Run like `run`, yielding output events as they happen and the RunResult last.
+        Closing the iterator before the result cancels the run.
 
         Raises:
             The errors of `run`, from the iterator.
         """
+        cancel = cancel if cancel is not None else CancelToken()
         events: queue.SimpleQueue[OutputEvent | RunResult | BaseException] = queue.SimpleQueue()
 
         def on_output(stream: str, text: str) -> None:
@@ -187,18 +195,21 @@ class Session:
 
         def work() -> None:
             try:
-                events.put(self.run(code, timeout, env, on_output))
+                events.put(self.run(code, timeout, env, on_output, cancel=cancel))
             except BaseException as exc:  # noqa: BLE001 - handed to the iterating thread
                 events.put(exc)
 
         threading.Thread(target=work, name=f"sbx-stream-{self.id[:8]}", daemon=True).start()
-        while True:
-            item = events.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if isinstance(item, RunResult):
-                return
+        try:
+            while True:
+                item = events.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if isinstance(item, RunResult):
+                    return
+        finally:
+            cancel.cancel()  # a consumer that stops early stops the run; after it, a no-op
 
     def _admitted(
         self,
@@ -209,6 +220,7 @@ class Session:
         mode: str,
         findings: list[AnalysisFinding],
         slot: Slot | None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Run with a slot held until the run's container is gone."""
         admission = self._parts.admission
@@ -234,7 +246,7 @@ class Session:
             raise
         try:
             return self._runner.execute(
-                code, timeout, env or {}, on_output, run_start, on_removed=slot.release
+                code, timeout, env or {}, on_output, run_start, slot.release, cancel
             )
         finally:
             self.last_used = time.monotonic()
@@ -248,31 +260,6 @@ class Session:
             rules=rules,
             **fields,
         )
-
-    def _check_run_args(
-        self, code: str, timeout: float | None, env: dict[str, str] | None
-    ) -> float:
-        if not isinstance(code, str):
-            raise InvalidInputError("code must be a string of Python source")
-        if len(code.encode("utf-8", "surrogatepass")) > MAX_CODE_BYTES:
-            raise InvalidInputError(f"code is larger than {MAX_CODE_BYTES} bytes")
-        if "\x00" in code:
-            raise InvalidInputError("code contains a NUL byte")
-        limit = self.limits.timeout_s
-        if timeout is None:
-            timeout = limit
-        if not isinstance(timeout, int | float) or not 0 < timeout <= limit:
-            raise InvalidInputError(f"timeout must be in (0, {limit}] seconds, got {timeout!r}")
-        size = 0
-        for key, value in (env or {}).items():
-            if not isinstance(key, str) or not _ENV_NAME.fullmatch(key):
-                raise InvalidInputError(f"bad environment variable name {key!r:.80}")
-            if not isinstance(value, str) or "\x00" in value:
-                raise InvalidInputError(f"environment variable {key} must be a string without NUL")
-            size += len(key) + len(value.encode("utf-8", "surrogatepass")) + 2
-        if size > MAX_ENV_BYTES:
-            raise InvalidInputError(f"environment is larger than {MAX_ENV_BYTES} bytes")
-        return float(timeout)
 
     def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20
