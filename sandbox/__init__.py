@@ -1,5 +1,6 @@
 """Ephemeral, hardened sandboxes for code-executing AI agents: one fresh container per run."""
 
+from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.exceptions import (
     ApiError,
     AuditUnavailableError,
@@ -39,6 +40,7 @@ __all__ = [
     "BackendError",
     "BackendUnavailableError",
     "BodyTooLargeError",
+    "CancelToken",
     "ContainerStartError",
     "ControllerBusyError",
     "FileEntry",
@@ -56,6 +58,7 @@ __all__ = [
     "QuotaExceededError",
     "RateLimitedError",
     "RequestTimeoutError",
+    "RunCancelledError",
     "RunResult",
     "SandboxError",
     "ServiceStartingError",

@@ -298,6 +298,10 @@ class RunChannel:
             if self._closed or len(self._outbox) + len(frame) > _MAX_OUTBOX:
                 return  # the run is over, or its code stopped reading replies
             self._outbox += frame
+        self.wake()
+
+    def wake(self) -> None:
+        """Make `collect` look at its `stop()` now; callable from any thread, never blocks."""
         with contextlib.suppress(BlockingIOError, OSError):
             self._wake_w.send(b"!")
 

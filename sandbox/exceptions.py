@@ -33,6 +33,8 @@ Defined elsewhere, beside the code that raises them, with their parent's code an
     VaultError (SandboxError, ValueError)               sandbox.pii.vault       a vault record does not decrypt
     ApprovalLimitError (RateLimitedError)               sandbox.bridge.approvals  too many approvals pending
         (code too_many_approvals, 429; it stays in the bridge: the box gets rate_limited)
+    RunCancelledError (SandboxError, RuntimeError)      sandbox.core.cancel     a run cancelled before it started
+        (code cancelled, 499: its caller is gone; a run cancelled later is a RunResult)
 
 `code` and `http_status` are class attributes: a surface answers with `describe(exc)` and a
 client raises `error_for(code)`, so neither keeps a table of its own. A subclass that declares

@@ -20,18 +20,19 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from sandbox import policy
 from sandbox.audit import AuditError
 from sandbox.backends.base import ContainerRef
-from sandbox.channel import EGRESS_SOCKET, CallHandler, RunChannel, response_frame
+from sandbox.channel import EGRESS_SOCKET, RunChannel
 from sandbox.core.assembly import Parts
 from sandbox.core.box import Box, Warm
+from sandbox.core.calls import call_handler, with_cancel
+from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.core.output import LineStream
+from sandbox.core.outputs import save_outputs
 from sandbox.egress import EgressContext, EgressProxy
 from sandbox.exceptions import ContainerStartError, NotFoundError, SandboxError, SessionClosedError
 from sandbox.models import RunResult
 from sandbox.pii.code import resolve_in_code
 from sandbox.pii.cut import MARGIN, bounded_text
-from sandbox.pii.policy import RestorePolicy
 from sandbox.pii.restore import limit_vault
-from sandbox.runtime import protocol
 from sandbox.storage import SANDBOX_GID, SANDBOX_UID
 
 logger = logging.getLogger(__name__)
@@ -68,25 +69,32 @@ class Runner:
         on_output: Callable[[str, str], None] | None,
         run_start: dict[str, object],
         on_removed: Callable[[], None] = lambda: None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         """Run `code` in the waiting (or a new) container; `run_start` joins its audit record.
         `on_removed` is called exactly once, when the run's container is gone (or none was had):
-        a run slot is held until then, whoever stopped waiting for the result.
+        a run slot is held until then, whoever stopped waiting for the result. Once `cancel`
+        is cancelled the container is killed and the run ends as `cancelled`.
 
         Raises:
             AuditError: the start of the run could not be recorded (nothing ran).
             BackendError: the engine failed to provide a container.
+            RunCancelledError: cancelled before the code was handed over (nothing ran).
         """
         with self._lock:
             try:
                 if self._closed:  # closed while this run waited for the lock
                     raise SessionClosedError(f"session {self._box.session_id} is closed")
+                _raise_if_cancelled(cancel)
                 warm = self._take_warm()
             except BaseException:
                 on_removed()  # no container was had
                 raise
+            if cancel is not None and cancel.cancelled:  # while a container was on its way
+                self._remove_later(warm, on_removed)
+                _raise_if_cancelled(cancel)
             code = resolve_in_code(self._box.tokenizer, code)  # see sandbox/pii/code.py
-            return self._run_on(warm, code, timeout, env, on_output, run_start, on_removed)
+            return self._run_on(warm, code, timeout, env, on_output, run_start, on_removed, cancel)
 
     def _run_on(
         self,
@@ -97,6 +105,7 @@ class Runner:
         on_output: Callable[[str, str], None] | None,
         run_start: dict[str, object],
         on_removed: Callable[[], None],
+        cancel: CancelToken | None,
     ) -> RunResult:
         bridge = self._parts.bridge
         # The box learns the tool-argument cap from the run frame; the host enforces it too.
@@ -131,7 +140,7 @@ class Runner:
                         bridge.tokens.revoke(warm.exec_id)
                     self._discard(warm)
                     warm = self._prepare()
-            result = self._finish(warm, started, started + timeout, on_output)
+            result = self._finish(warm, started, started + timeout, on_output, cancel)
             self._audit(
                 "run_end",
                 warm.exec_id,
@@ -265,6 +274,7 @@ class Runner:
         started: float,
         deadline: float,
         on_output: Callable[[str, str], None] | None,
+        cancel: CancelToken | None = None,
     ) -> RunResult:
         backend = self._parts.backend
         # A little past the cap is kept, so a value the cap cuts through is still found and
@@ -272,16 +282,22 @@ class Runner:
         cap = self._box.limits.output_bytes + MARGIN
         tokenizer = self._box.tokenizer
         lines = LineStream(on_output, tokenizer) if on_output is not None else None
-        on_call, stop = self._call_handler(warm)
-        # collect() enforces the call cap that deliver() told the box, and the run's bounds.
-        got = warm.channel.collect(
-            deadline,
-            cap,
-            on_call,
-            on_output=lines.feed if lines else None,
-            stop=stop,
-            max_control_bytes_per_s=self._parts.settings.tool_limits.max_control_bytes_per_s,
-        )
+        on_call, stop = call_handler(self._parts, self._box, warm.exec_id)
+        # A cancel wakes the loop below, which then cuts the run off like a broken bound.
+        forget = cancel.on_cancel(warm.channel.wake) if cancel is not None else None
+        try:
+            # collect() enforces the call cap that deliver() told the box, and the run's bounds.
+            got = warm.channel.collect(
+                deadline,
+                cap,
+                on_call,
+                on_output=lines.feed if lines else None,
+                stop=with_cancel(stop, cancel),
+                max_control_bytes_per_s=self._parts.settings.tool_limits.max_control_bytes_per_s,
+            )
+        finally:
+            if forget is not None:
+                forget()
         if lines is not None:
             lines.flush()
         stdout, stderr, truncated = got.stdout, got.stderr, got.truncated
@@ -318,7 +334,10 @@ class Runner:
         truncated |= len(stdout) > limit or len(stderr) > limit
         out_text = bounded_text(stdout, limit, tokenizer)
         err_text = bounded_text(stderr, limit, tokenizer)
+        raw = {"stdout": (stdout[:limit], out_text), "stderr": (stderr[:limit], err_text)}
+        keep = self._parts.settings.output.keep_runs
         return RunResult(
+            outputs=save_outputs(self._box.workspace, warm.exec_id, raw, keep),
             exec_id=warm.exec_id,
             exit_code=exit_code if exit_code is not None else -1,
             stdout=out_text,
@@ -329,27 +348,6 @@ class Runner:
             output_truncated=truncated,
             error=error,
         )
-
-    def _call_handler(self, warm: Warm) -> tuple[CallHandler, Callable[[], str | None] | None]:
-        """The run's tool-call handler, and what says when the run broke a per-run bound."""
-        bridge, box = self._parts.bridge, self._box
-        if bridge is None:
-            return _no_tools, None
-        rules = (self._parts.settings.pii.restore_rules, box.profile.restore_rules)
-        ctx = bridge.context(
-            box.owner,
-            box.session_id,
-            warm.exec_id,
-            box.tools,
-            box.tokenizer,
-            RestorePolicy.of(*rules),
-            box.profile.approval,
-        )
-
-        def on_call(body: bytes, reply: Callable[[bytes], None]) -> None:
-            bridge.submit(ctx, body, reply)
-
-        return on_call, lambda: ctx.cut
 
     # -- waiting and closing --------------------------------------------------------------
 
@@ -405,16 +403,6 @@ class Runner:
         return self._parts.removals
 
 
-def _no_tools(body: bytes, reply: Callable[[bytes], None]) -> None:
-    reply(
-        response_frame(
-            None,
-            {
-                "ok": False,
-                "error": {
-                    "code": protocol.UNAVAILABLE,
-                    "message": "no MCP servers are configured for this sandbox",
-                },
-            },
-        )
-    )
+def _raise_if_cancelled(cancel: CancelToken | None) -> None:
+    if cancel is not None and cancel.cancelled:
+        raise RunCancelledError("the run was cancelled before it started")
