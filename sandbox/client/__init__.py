@@ -5,6 +5,11 @@
         with client.session() as s:
             r = s.run("print(1)")
 
+With no arguments the client reads SANDBOX_URL and SANDBOX_API_KEY (`Client()`). The URL is
+the server's root: one ending in /v1 or /mcp is refused with the URL to use instead. A key
+with whitespace around it (a key file's newline), a 'Bearer ' prefix or characters a header
+cannot carry is refused with what is wrong, never silently changed, and never echoed.
+
 `RemoteSession` and the embedded `sandbox.Session` both satisfy `sandbox.session_api.SessionAPI`;
 `AsyncClient` has the same methods, awaited (and `aclose()`), and its sessions satisfy
 `AsyncSessionAPI`. Errors are the embedded API's classes, found by the server's error code

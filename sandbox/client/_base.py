@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import uuid
 import warnings
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 from sandbox.exceptions import (
     ApiError,
     BackendUnavailableError,
+    InvalidInputError,
     RateLimitedError,
     SandboxError,
     error_for,
@@ -23,17 +25,24 @@ from sandbox.models import OutputEvent, RunResult
 
 _IDEMPOTENT = {"GET", "PUT", "DELETE", "HEAD"}
 _RETRY_STATUS = {502, 503, 504}
+DEFAULT_URL = "http://127.0.0.1:8080"
+URL_ENV, KEY_ENV = "SANDBOX_URL", "SANDBOX_API_KEY"
 
 
 class BaseClient:
     """Everything that is not I/O: URLs, headers, retries, error mapping."""
 
     def __init__(
-        self, base_url: str, api_key: str | None, timeout: float, retries: int, verify: bool
+        self,
+        base_url: str | None,
+        api_key: str | None,
+        timeout: float,
+        retries: int,
+        verify: bool,
     ):
         if not verify:
             warnings.warn("TLS certificate verification is disabled for this client", stacklevel=3)
-        self.base_url = base_url.rstrip("/")
+        self.base_url, api_key = configure(base_url, api_key)
         self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._timeout, self._retries, self._verify = timeout, retries, verify
 
@@ -96,6 +105,87 @@ class BaseClient:
         return {
             k: v for k, v in {"code": code, "timeout": timeout, "env": env}.items() if v is not None
         }
+
+
+def configure(base_url: str | None, api_key: str | None) -> tuple[str, str | None]:
+    """The base URL and key to use: those given, else SANDBOX_URL and SANDBOX_API_KEY, else
+    http://127.0.0.1:8080 and no key.
+
+    Raises:
+        InvalidInputError: a URL or key that cannot work, saying what is wrong with it.
+    """
+    # The client is an edge of the package, as the CLI is: it reads the environment here,
+    # once, and only for what its caller left out.
+    url_source, key_source = "base_url", "api_key"
+    if base_url is None:
+        base_url = os.environ.get(URL_ENV) or DEFAULT_URL
+        url_source = URL_ENV if os.environ.get(URL_ENV) else url_source
+    if api_key is None and os.environ.get(KEY_ENV):
+        api_key, key_source = os.environ[KEY_ENV], KEY_ENV
+    url = check_base_url(base_url, url_source)
+    return url, None if api_key is None else check_api_key(api_key, key_source)
+
+
+def check_base_url(url: str, source: str = "base_url") -> str:
+    """`url` without a trailing slash: the server's root, where /v1 and /mcp live.
+
+    Raises:
+        InvalidInputError: not an http(s) URL, or one that names an endpoint (/v1, /mcp)
+            rather than the server.
+    """
+    if url != url.strip():
+        raise InvalidInputError(f"{source} {url.strip()!r} has spaces or a newline around it")
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        raise InvalidInputError(f"{source} {url!r} is not a URL: {exc}") from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInputError(
+            f"{source} {url!r} is not an http:// or https:// URL (e.g. {DEFAULT_URL})"
+        )
+    if parsed.query or parsed.fragment:
+        raise InvalidInputError(f"{source} {url!r} has a query or fragment; give the base URL")
+    url = url.rstrip("/")
+    root, _, last = url.rpartition("/")
+    if last == "v1" and "://" in root:
+        raise InvalidInputError(
+            f"{source} {url!r} ends in /v1: give the server's base URL, {root!r} (the client "
+            "adds /v1/... itself)"
+        )
+    if last == "mcp" and "://" in root:
+        raise InvalidInputError(
+            f"{source} {url!r} is the MCP endpoint, for MCP clients (Claude Code, Cursor...); "
+            f"this client uses the HTTP API: give the server's base URL, {root!r}"
+        )
+    return url
+
+
+def check_api_key(key: str, source: str = "api_key") -> str:
+    """`key`, if it can be sent as a bearer token. The key itself never appears in a message.
+
+    Raises:
+        InvalidInputError: empty, with whitespace around it (a file's newline), with a
+            'Bearer ' prefix, a URL, or with characters an HTTP header cannot carry.
+    """
+    if not key:
+        raise InvalidInputError(f"{source} is empty")
+    if key != key.strip():
+        where = "ends with a newline" if key.endswith("\n") else "has whitespace around it"
+        raise InvalidInputError(
+            f"{source} {where}: remove it (keys hold no whitespace; a key file read with "
+            ".read() keeps its newline, so .strip() it)"
+        )
+    if key.lower().startswith("bearer "):
+        raise InvalidInputError(f"{source} starts with 'Bearer ': give the key alone")
+    if key.startswith(("http://", "https://")):
+        raise InvalidInputError(f"{source} is a URL: the base URL comes first, then the key")
+    bad = next((i for i, ch in enumerate(key) if not "!" <= ch <= "~"), None)
+    if bad is not None:
+        raise InvalidInputError(
+            f"{source} has a character an HTTP header cannot carry at position {bad + 1} "
+            "(keys are printable ASCII without spaces)"
+        )
+    return key
 
 
 def _error(code: str, message: str) -> SandboxError:

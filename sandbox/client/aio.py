@@ -18,9 +18,16 @@ from sandbox.session_api import ToolInfo
 
 
 class AsyncClient(BaseClient):
+    """A client of one server. `base_url` is the server's root (not its /v1 or /mcp), else
+    SANDBOX_URL, else http://127.0.0.1:8080; `api_key` is the key itself, else SANDBOX_API_KEY.
+
+    Raises:
+        InvalidInputError: a URL or key that cannot work (see `sandbox.client._base.configure`).
+    """
+
     def __init__(
         self,
-        base_url: str = "http://127.0.0.1:8080",
+        base_url: str | None = None,
         api_key: str | None = None,
         *,
         timeout: float = 330.0,
