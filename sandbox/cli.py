@@ -10,10 +10,19 @@ from typing import Annotated
 import typer
 
 from sandbox.cli_approvals import app as approvals_app
+from sandbox.cli_doctor import doctor
+from sandbox.cli_errors import DEBUG, SandboxGroup, explain, fail
 from sandbox.exceptions import ControllerBusyError, SandboxError
 from sandbox.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    cls=SandboxGroup,
+    no_args_is_help=True,
+    add_completion=False,
+    help=__doc__,
+    # --debug tracebacks never print local variables: they may hold keys and secrets.
+    pretty_exceptions_show_locals=False,
+)
 images_app = typer.Typer(no_args_is_help=True, help="Build and inspect the sandbox image.")
 app.add_typer(images_app, name="images")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys: each names one owner.")
@@ -150,8 +159,24 @@ def audit_rotate_key() -> None:
 
 
 def _fail(exc: BaseException) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+    return fail(*explain(exc))
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar="SANDBOX_DEBUG",
+            help="Show the traceback of an error, and debug logs, instead of one line.",
+        ),
+    ] = False,
+) -> None:
+    ctx.meta[DEBUG] = debug
+    if debug:
+        logging.getLogger("sandbox").setLevel(logging.DEBUG)
 
 
 @app.command()
@@ -164,7 +189,13 @@ def run(
     """Run a Python file in a fresh sandbox; print its output and exit with its exit code."""
     from sandbox.orchestrator import Orchestrator
 
-    code = sys.stdin.read() if file == "-" else Path(file).read_text()
+    try:
+        code = sys.stdin.read() if file == "-" else Path(file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise fail(
+            f"cannot read {file}: {reason}; give a Python file, or - for standard input"
+        ) from None
     settings = Settings(warm=False)
     try:
         with Orchestrator(settings) as orc, orc.session(owner=owner, profile=profile) as session:
@@ -297,75 +328,7 @@ def keys_revoke(
     typer.echo(f"revoked {key_id}")
 
 
-@app.command()
-def doctor() -> None:
-    """Check the engine, image, runtimes and settings, and say how to fix what is missing."""
-    import shutil
-
-    # doctor examines the Docker engine itself (runtimes, versions), not just the contract.
-    from sandbox.backends.docker import DockerBackend, DockerBackendConfig
-    from sandbox.images import image_tag
-    from sandbox.pii import HYPERSCAN
-
-    problems = 0
-
-    def check(ok: bool, what: str, fix: str) -> None:
-        nonlocal problems
-        problems += not ok
-        typer.secho(
-            f"{'ok  ' if ok else 'FAIL'} {what}" + ("" if ok else f"\n     fix: {fix}"),
-            fg=typer.colors.GREEN if ok else typer.colors.RED,
-        )
-
-    try:
-        settings = Settings()
-    except ValueError as exc:
-        typer.secho(f"FAIL settings: {exc}", fg=typer.colors.RED)
-        raise typer.Exit(1) from exc
-    check(
-        True, f"settings (data dir {settings.data_dir}, controller {settings.controller_id!r})", ""
-    )
-    try:
-        backend = DockerBackend(DockerBackendConfig(base_url=settings.docker_host))
-        backend.ping()
-        engine_ok = True
-    except SandboxError:
-        engine_ok = False
-    check(
-        engine_ok,
-        "Docker engine answers",
-        "start one: apt-get install -y docker.io && (dockerd >/tmp/dockerd.log 2>&1 &), or scripts/setup.sh",
-    )
-    if engine_ok:
-        tag = settings.image or image_tag()
-        check(backend.image_exists(tag), f"sandbox image {tag}", "sandbox images build")
-        registered = backend.info().get("Runtimes")
-        runtimes = set(registered) if isinstance(registered, dict) else set()
-        check(
-            settings.runtime in runtimes or not runtimes,
-            f"runtime {settings.runtime!r} registered",
-            "register runsc in /etc/docker/daemon.json and restart dockerd",
-        )
-    check(
-        settings.workspace_backing != "directory",
-        f"workspace quota ({settings.workspace_backing})",
-        "run the controller as root so workspaces are size-capped tmpfs mounts",
-    )
-    check(
-        HYPERSCAN, "hyperscan for fast PII scanning", "pip install hyperscan (x86_64/aarch64 Linux)"
-    )
-    check(
-        shutil.which("debootstrap") is not None or engine_ok,
-        "debootstrap (offline base image)",
-        "apt-get install -y debootstrap",
-    )
-    if settings.mcp_config is not None:
-        check(
-            settings.mcp_config.exists(),
-            f"MCP config {settings.mcp_config}",
-            "fix SANDBOX_MCP_CONFIG",
-        )
-    raise typer.Exit(1 if problems else 0)
+app.command()(doctor)
 
 
 def main() -> None:

@@ -32,8 +32,9 @@ def _client(url: str, key: str | None):  # type: ignore[no-untyped-def]
 
 
 def _fail(exc: SandboxError) -> typer.Exit:
-    typer.secho(f"error: {exc}", fg=typer.colors.RED, err=True)
-    return typer.Exit(2)
+    from sandbox.cli_errors import explain, fail
+
+    return fail(*explain(exc))
 
 
 @app.command("list")
