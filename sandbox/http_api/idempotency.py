@@ -4,6 +4,10 @@ Memory has a ceiling: an attempt's result is kept in memory only while it runs; 
 written to a file under the store's folder and only its digest, time and size stay in memory.
 The files have a byte budget: past it the oldest results are dropped, and a retry of one of
 those gets 410 `idempotency_result_gone` (never a second execution).
+
+An attempt outlives the request that started it, so a client that lost its connection (or
+timed out) and retries gets the same run. One that does not come back within `grace_s` has
+given up: the attempt's `on_abandoned` is called then (a run's cancel).
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class _Entry(Generic[T]):
     running: asyncio.Future[T] | None
     file: Path | None = None
     size: int = 0
+    on_abandoned: Callable[[], None] | None = None
+    waiters: int = 0
+    timer: asyncio.TimerHandle | None = None
 
 
 class IdempotencyStore(Generic[T]):
@@ -52,8 +59,10 @@ class IdempotencyStore(Generic[T]):
         max_entries: int = 10_000,
         max_bytes: int = 256 * 1024 * 1024,
         clock: Callable[[], float] = time.monotonic,
+        grace_s: float = 2.0,
     ) -> None:
         self._folder, self._dump, self._load, self._clock = folder, dump, load, clock
+        self._grace_s = grace_s
         self._ttl_s, self._max, self._max_bytes = ttl_s, max_entries, max_bytes
         self._entries: dict[tuple[str, str, str], _Entry[T]] = {}
         self._stored = 0
@@ -73,8 +82,10 @@ class IdempotencyStore(Generic[T]):
         key: str,
         request_body: bytes,
         attempt: Callable[[], Awaitable[T]],
+        on_abandoned: Callable[[], None] | None = None,
     ) -> T:
         """Run `attempt` once for this key; a repeat with the same body gets the same result.
+        `on_abandoned` is called if, while it runs, nobody waits for it for `grace_s`.
 
         Raises:
             InvalidInputError: a malformed key.
@@ -95,12 +106,32 @@ class IdempotencyStore(Generic[T]):
         if len(self._entries) >= self._max:
             raise RateLimitedError("too many idempotent requests held", retry_after=1.0)
         running: asyncio.Future[T] = asyncio.ensure_future(attempt())
-        entry = _Entry(digest, self._clock(), running)
+        entry = _Entry(digest, self._clock(), running, on_abandoned=on_abandoned)
         self._entries[ident] = entry
         # Settled when the attempt ends, whoever (if anyone) still waits for it: a client that
         # hung up leaves neither a result in memory nor an entry that never expires.
         running.add_done_callback(lambda _: self._settle(ident, entry))
-        return await asyncio.shield(running)
+        return await self._wait(entry, running)
+
+    async def _wait(self, entry: _Entry[T], running: asyncio.Future[T]) -> T:
+        """Await the attempt; the last waiter to leave early starts the abandonment clock."""
+        entry.waiters += 1
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        try:
+            return await asyncio.shield(running)
+        finally:
+            entry.waiters -= 1
+            if not entry.waiters and not running.done() and entry.on_abandoned is not None:
+                loop = asyncio.get_running_loop()
+                entry.timer = loop.call_later(self._grace_s, self._abandoned, entry, running)
+
+    @staticmethod
+    def _abandoned(entry: _Entry[T], running: asyncio.Future[T]) -> None:
+        entry.timer = None
+        if not entry.waiters and not running.done() and entry.on_abandoned is not None:
+            entry.on_abandoned()
 
     def _settle(self, ident: tuple[str, str, str], entry: _Entry[T]) -> None:
         running = entry.running
@@ -113,7 +144,7 @@ class IdempotencyStore(Generic[T]):
 
     async def _replay(self, entry: _Entry[T]) -> T:
         if entry.running is not None:
-            return await asyncio.shield(entry.running)
+            return await self._wait(entry, entry.running)
         if entry.file is None:
             raise IdempotencyGoneError("the result for this Idempotency-Key is no longer held")
         return self._load(await asyncio.to_thread(entry.file.read_bytes))

@@ -1,8 +1,14 @@
 """Runs: code, argv commands, and code with its output streamed as Server-Sent Events.
 
 Every run holds a run slot from core admission. The slot is waited for here without a
-thread, and released by the thread that ran the code once the run is over, so a client
-that drops its connection cannot free a slot while its run goes on.
+thread, and released by the thread that ran the code once the run's container is gone, so a
+client that drops its connection cannot free a slot while its run goes on.
+
+A client that disconnects (a client-side timeout does) cancels its run: the container is
+killed at once and the run ends as `cancelled` with the output it wrote (the audit trail has
+it). That holds in the middle of an SSE stream too. With an Idempotency-Key the client may
+come back for the result: the run is cancelled once no request has waited for it for the
+store's grace (2 s), so a retry after a dropped connection still gets the same run.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from fastapi.responses import StreamingResponse
 
 from sandbox.core.admission import Principal, Slot
 from sandbox.core.aio import run_admitted, run_with, wait_slot
+from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.exceptions import SandboxError, describe
 from sandbox.http_api.deps import Caller, State, owned
 from sandbox.http_api.schemas import CommandRequest, RunRequest
@@ -28,16 +35,19 @@ router = APIRouter(prefix="/v1/sessions/{sid}", tags=["runs"])
 @router.post("/runs", response_model=RunResult)
 async def run(sid: str, body: RunRequest, request: Request, key: Caller, state: State) -> RunResult:
     s = owned(state, key, sid)
+    cancel = CancelToken()
 
     async def attempt() -> RunResult:
         return await run_admitted(
             state.orc(),
             key,
             "rest",
-            lambda slot: s.run(body.code, body.timeout, body.env, slot=slot),
+            lambda slot: s.run(body.code, body.timeout, body.env, slot=slot, cancel=cancel),
+            cancel,
         )
 
-    return await _once(request, state, key, sid, body.model_dump_json().encode(), attempt)
+    body_bytes = body.model_dump_json().encode()
+    return await _once(request, state, key, sid, body_bytes, attempt, cancel)
 
 
 @router.post("/commands", response_model=RunResult)
@@ -45,16 +55,21 @@ async def run_command(
     sid: str, body: CommandRequest, request: Request, key: Caller, state: State
 ) -> RunResult:
     s = owned(state, key, sid)
+    cancel = CancelToken()
 
     async def attempt() -> RunResult:
         return await run_admitted(
             state.orc(),
             key,
             "rest",
-            lambda slot: s.run_command(body.command, body.timeout, body.env, slot=slot),
+            lambda slot: s.run_command(
+                body.command, body.timeout, body.env, slot=slot, cancel=cancel
+            ),
+            cancel,
         )
 
-    return await _once(request, state, key, sid, body.model_dump_json().encode(), attempt)
+    body_bytes = body.model_dump_json().encode()
+    return await _once(request, state, key, sid, body_bytes, attempt, cancel)
 
 
 async def _once(
@@ -64,11 +79,40 @@ async def _once(
     sid: str,
     body: bytes,
     attempt: Callable[[], Awaitable[RunResult]],
+    cancel: CancelToken,
 ) -> RunResult:
     idem = request.headers.get("idempotency-key")
     if idem is None:
-        return await attempt()
-    return await state.idempotency.once(key.owner, sid, idem, body, attempt)
+        return await until_disconnect(request, attempt())
+    # The run outlives this request: a retry with the same key gets it. Once no request has
+    # waited for it for a moment (the client gave up), it is cancelled.
+    work = state.idempotency.once(key.owner, sid, idem, body, attempt, cancel.cancel)
+    return await until_disconnect(request, work)
+
+
+async def until_disconnect(request: Request, work: Awaitable[RunResult]) -> RunResult:
+    """Await `work`, cancelling it if the client disconnects first.
+
+    Raises:
+        RunCancelledError: the client is gone (nobody reads the answer).
+    """
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()  # also when this request itself is cancelled (server shutdown)
+    if task.cancelled():
+        raise RunCancelledError("the client disconnected")
+    return task.result()
+
+
+async def _disconnected(request: Request) -> None:
+    # The body has been read, so the next message can only be the disconnect.
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
 
 
 @router.post("/runs/stream")
@@ -77,20 +121,25 @@ async def run_stream(sid: str, body: RunRequest, key: Caller, state: State) -> S
     slot = await wait_slot(state.orc(), key, "sse")  # refused before the stream starts
     loop = asyncio.get_running_loop()
     events: asyncio.Queue[tuple[str, str] | None] = asyncio.Queue()
+    cancel = CancelToken()
 
     def on_output(stream: str, text: str) -> None:
         loop.call_soon_threadsafe(events.put_nowait, (stream, text))
 
     def work(held: Slot) -> RunResult:
-        return s.run(body.code, body.timeout, body.env, on_output, slot=held)
+        return s.run(body.code, body.timeout, body.env, on_output, slot=held, cancel=cancel)
 
-    # Started now, not when the client reads: the run and its slot do not depend on the client.
-    task = asyncio.ensure_future(run_with(slot, work))
+    # Started now, not when the client reads: a client that never reads still gets its run.
+    task = asyncio.ensure_future(run_with(slot, work, cancel))
     task.add_done_callback(lambda _: events.put_nowait(None))
 
     async def stream() -> AsyncIterator[str]:
-        while (item := await events.get()) is not None:
-            yield f"event: {item[0]}\ndata: {json.dumps(item[1])}\n\n"
+        try:
+            while (item := await events.get()) is not None:
+                yield f"event: {item[0]}\ndata: {json.dumps(item[1])}\n\n"
+        finally:
+            # Closed before the run ended: the client hung up (or timed out) mid-stream.
+            cancel.cancel()
         try:
             result = task.result()
         except SandboxError as exc:

@@ -89,13 +89,15 @@ def test_the_slot_stays_held_until_the_cancelled_runs_container_is_removed(
     tmp_path: Path,
 ) -> None:
     backend = GatedRemovals()
-    with Orchestrator(local_settings(tmp_path), backend=backend) as orc:
-        with orc.session("alice") as s:
-            result = started_then_cancelled(s, CancelToken())
-            assert result.outcome == "cancelled"
-            assert orc.admission.slots.in_use() == 1  # its container is not gone yet
-            backend.go.set()
-            assert wait_until(lambda: orc.admission.slots.in_use() == 0)
+    with (
+        Orchestrator(local_settings(tmp_path), backend=backend) as orc,
+        orc.session("alice") as s,
+    ):
+        result = started_then_cancelled(s, CancelToken())
+        assert result.outcome == "cancelled"
+        assert orc.admission.slots.in_use() == 1  # its container is not gone yet
+        backend.go.set()
+        assert wait_until(lambda: orc.admission.slots.in_use() == 0)
 
 
 def test_closing_a_stream_early_cancels_its_run(local_orc: Orchestrator) -> None:

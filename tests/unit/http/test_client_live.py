@@ -77,26 +77,20 @@ def test_the_async_client_streams_and_maps_refusals(served: tuple[str, str, Serv
     asyncio.run(main())
 
 
-def test_a_dropped_stream_keeps_its_slot_until_the_run_is_over(
+def test_a_dropped_stream_cancels_its_run_and_frees_the_slot_once_the_box_is_gone(
     served: tuple[str, str, Server],
 ) -> None:
     url, key, server = served
     slots = server.orc.admission.slots
     with Client(url, key) as client, client.session() as s:
-        code = (
-            "import os, time\nprint('go', flush=True)\n"
-            "for _ in range(400):\n    time.sleep(0.025)\n    if os.path.exists('stop'): break"
-        )
-        events = s.stream(code)
+        events = s.stream("import time\nprint('go', flush=True)\ntime.sleep(60)")
         assert isinstance(next(events), OutputEvent)
-        events.close()  # the client hangs up mid-run
-        assert slots.in_use() == 1  # the run goes on and keeps the key's only slot
-        with pytest.raises(QueueFullError):
-            s.run("print(1)")
-        s.upload("stop", b"")
-        for _ in range(400):  # bounded: until the run is over and its container gone
+        events.close()  # the client hangs up mid-run: the run is killed, not left to time out
+        for _ in range(400):  # bounded: until the killed run's container is gone
             if slots.in_use() == 0:
                 break
             threading.Event().wait(0.025)
         assert slots.in_use() == 0
         assert s.run("print(2)").stdout == "2\n"
+        ends = [r for r in server.orc.audit.read() if r["event"] == "run_end"]
+        assert [r["outcome"] for r in ends] == ["cancelled", "ok"]
