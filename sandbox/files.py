@@ -201,6 +201,23 @@ class SafeDir:
             except IsADirectoryError:
                 raise FileTypeError(f"{path!r:.200} is a folder") from None
 
+    def rmdir(self, path: str) -> None:
+        """Remove an empty folder (a link in its place is not followed).
+
+        Raises:
+            UnsafePathError, NotFoundError, FileTypeError (not a folder, or not empty).
+        """
+        parts = split_path(path)
+        with self._dir_fd(parts[:-1]) as dfd:
+            try:
+                os.rmdir(parts[-1], dir_fd=dfd)
+            except FileNotFoundError:
+                raise NotFoundError(f"no such folder: {path!r:.200}") from None
+            except OSError as exc:
+                if exc.errno in (errno.ENOTDIR, errno.ENOTEMPTY, errno.EEXIST):
+                    raise FileTypeError(f"{path!r:.200} is not an empty folder") from None
+                raise
+
     def listing(self, path: str = "", max_entries: int = 10_000) -> list[FileEntry]:
         """List everything under `path` (recursively), links reported as links and not followed."""
         parts = split_path(path) if path else []

@@ -93,6 +93,11 @@ class RunResult(BaseModel):
     """Set when the controller could not run the code as asked, e.g. 'container_lost'."""
     findings: list[AnalysisFinding] = []
     """Static-analysis findings, when the profile's mode is 'warn'."""
+    outputs: dict[str, str] = {}
+    """Where a long stream is saved whole in the box (`/workspace/.outputs/<exec_id>/stdout`),
+    by stream; only streams that an output budget could cut are saved."""
+    omitted: dict[str, int] = {}
+    """Characters of each stream an output budget left out of this result (see `budget`)."""
 
     @property
     def ok(self) -> bool:

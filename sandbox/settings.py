@@ -119,6 +119,24 @@ class ApiSettings(BaseModel):
         return 4.0 * (os.cpu_count() or 1)
 
 
+class OutputSettings(BaseModel):
+    """What a model is shown of a run, a file or a listing (MCP tools; the HTTP API when asked)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    budget: int = Field(20_000, ge=2_000, le=1_000_000)
+    """Characters of a run's streams together (head and tail kept), or of a file's text, in
+    one result for a model; about 5,000 tokens."""
+    keep_runs: int = Field(10, ge=0, le=1000)
+    """Runs whose long output stays saved in /workspace/.outputs (0: none is saved)."""
+    page_size: int = Field(200, ge=10, le=10_000)
+    """Entries of a listing in one result for a model, unless it asks for fewer."""
+    mcp_structured: bool = False
+    """MCP tools answer with typed `structuredContent` (and an `outputSchema`) and a one-line
+    text, instead of plain text only. Clients differ in which of the two reaches the model:
+    only turn it on for clients that pass `structuredContent` on (docs/architecture.md)."""
+
+
 class Settings(BaseSettings):
     """`SANDBOX_*` environment variables or a `.env` file; nested limits as `SANDBOX_LIMITS__TIMEOUT_S`."""
 
@@ -158,6 +176,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     approvals: ApprovalSettings = ApprovalSettings()
     """Tool calls that wait for a person's decision (profiles' `approval`, the PII policy)."""
+    output: OutputSettings = OutputSettings()
     secret_key: SecretStr | None = None
     """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
     random one is kept in `<data_dir>/secret.key`."""

@@ -213,6 +213,9 @@ def _bearer(s: str) -> str | None:
 
 
 # -- the default set ------------------------------------------------------------------------
+# Precise patterns start with a plain character class where they can (what may not stand
+# before the entity is then checked behind its first character): Python's regex engine skips
+# to the next possible start at C speed instead of testing lookbehinds at every position.
 
 _EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}"
 # Precise patterns run only in Python, so they may use lookarounds. A phone number is not
@@ -263,14 +266,14 @@ def default_recognizers(
         *[Recognizer("SECRET", a, p, _secret, lookbehind=lb, max_len=ml, priority=8, anchor_len=lb) for a, p, lb, ml in secret_tokens],
         Recognizer("SECRET", "[Bb]earer ", r"\b[Bb]earer [A-Za-z0-9._~+/-]{20,500}=*", _bearer, lookbehind=7, max_len=520, priority=7, anchor_len=7),
         Recognizer("SECRET", "(?:api[_-]?key|apikey|secret|token|password|passwd)",
-                   r"(?:api[_-]?key|apikey|secret[_-]?key|client[_-]?secret|access[_-]?token|auth[_-]?token|password|passwd|aws_secret_access_key)[\"']?\s{0,3}[:=]\s{0,3}[\"']?[A-Za-z0-9_./+=-]{16,200}",
+                   r"[aAsScCpP](?:(?<=[aA])(?i:pi[_-]?key|pikey|ccess[_-]?token|uth[_-]?token|ws_secret_access_key)|(?<=[sS])(?i:ecret[_-]?key)|(?<=[cC])(?i:lient[_-]?secret)|(?<=[pP])(?i:assword|asswd))[\"']?\s{0,3}[:=]\s{0,3}[\"']?[A-Za-z0-9_./+=-]{16,200}",
                    _keyed_secret, lookbehind=30, max_len=260, priority=6, caseless=True),
         Recognizer("EMAIL", "@[A-Za-z0-9]", _EMAIL, _email, lookbehind=66, max_len=256, priority=5,
                    anchor_len=2, back="[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"),
         Recognizer("IBAN", "\\b[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=5, shrink=True),
-        Recognizer("CREDIT_CARD", "\\b(?:\\d[ -]?){11}\\d", r"(?<![A-Z]{2}\d{2} )\b(?:\d[ -]?){11,18}\d\b", _card, lookbehind=24, max_len=12, priority=4, shrink=True),
+        Recognizer("CREDIT_CARD", "\\b(?:\\d[ -]?){11}\\d", r"\d(?<!\w\d)(?<![A-Z]{2}\d{2} \d)(?:[ -]?\d){11,18}\b", _card, lookbehind=24, max_len=12, priority=4, shrink=True),
         Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
-        Recognizer("IP_ADDRESS", "\\b\\d{1,3}\\.\\d{1,3}\\.\\d", r"(?<![\w.])(?<![Vv]ersion )(?<![Bb]uild )(?<![Rr]elease )(?:\d{1,3}\.){3}\d{1,3}(?![\w.]?\d|[~+]|-\d+(?![.\d]))", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
+        Recognizer("IP_ADDRESS", "\\b\\d{1,3}\\.\\d{1,3}\\.\\d", r"\d(?<![\w.]\d)(?<![Vv]ersion \d)(?<![Bb]uild \d)(?<![Rr]elease \d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]?\d|[~+]|-\d+(?![.\d]))", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
         Recognizer("IP_ADDRESS", "::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),
         Recognizer("PHONE", "\\+\\d|\\(\\d|\\b\\d{2,6}[ .\\-/]{1,2}\\(?\\d{2}|\\b\\d{7}", _PHONE, PhoneRules([region, *(regions or DEFAULT_REGIONS)]).validate,
                    lookbehind=36, max_len=40, priority=1, context=PhoneContext),

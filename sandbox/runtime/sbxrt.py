@@ -54,6 +54,10 @@ def _protocol_code(path: str, marshal: types.ModuleType) -> types.CodeType:
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the type checker reads the package's copy; the box has no package
+    import ast
+    from collections.abc import Sequence
+    from importlib.machinery import ModuleSpec
+
     from sandbox.runtime import protocol
 else:
     protocol = _load_protocol()
@@ -251,6 +255,81 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
+CELL = "<sandbox>"
+
+
+def _compile(code: str) -> tuple[types.CodeType, types.CodeType | None]:
+    """The cell as code: its statements, and its last expression apart when it ends with one,
+    to be shown as a notebook shows it (the repr, unless None or the line ends with ';').
+    Raises SyntaxError."""
+    import _ast  # built in: nothing to read from disk
+
+    tree = compile(code, CELL, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
+    if not isinstance(tree, _ast.Module):  # what PyCF_ONLY_AST gives in "exec" mode
+        raise SyntaxError("not a module")
+    last = tree.body[-1] if tree.body else None
+    if not isinstance(last, _ast.Expr) or _silenced(code, last):
+        return compile(tree, CELL, "exec", 0, True), None
+    tree.body.pop()
+    shown = _ast.Interactive(body=[last])
+    return compile(tree, CELL, "exec", 0, True), compile(shown, CELL, "single", 0, True)
+
+
+def _silenced(code: str, last: "ast.Expr") -> bool:
+    """The cell's last expression is followed by ';' (IPython's way to show nothing)."""
+    lines = code.encode("utf-8", "surrogatepass").splitlines()
+    end = (last.end_lineno or 0) - 1
+    rest = lines[end][last.end_col_offset or 0 :] if 0 <= end < len(lines) else b""
+    return rest.lstrip().startswith(b";")
+
+
+class _CellSource:
+    """Hands the cell's source to linecache once something imports it (traceback, warnings,
+    pdb), so tracebacks show the offending lines. Importing linecache for every run would
+    cost about 8 ms (it pulls in tokenize and re); this costs nothing until it is needed."""
+
+    def __init__(self, code: str) -> None:
+        self.entry = (len(code), None, code.splitlines(True), CELL)  # mtime None: kept
+
+    def find_spec(
+        self,
+        name: str,
+        path: "Sequence[str] | None" = None,
+        target: types.ModuleType | None = None,
+    ) -> "ModuleSpec | None":
+        if name != "linecache":
+            return None
+        sys.meta_path.remove(self)
+        for finder in sys.meta_path:
+            spec = finder.find_spec(name, path, target)
+            if spec is not None:
+                # Duck-typed: importlib.abc would be one more import for every run.
+                spec.loader = _Registering(spec.loader, self.entry)  # type: ignore[assignment]
+                return spec
+        return None
+
+    def install(self) -> None:
+        loaded = sys.modules.get("linecache")
+        if loaded is not None:
+            loaded.cache[CELL] = self.entry
+        else:
+            sys.meta_path.insert(0, self)
+
+
+class _Registering:
+    """linecache's own loader, adding the cell's entry once the module exists."""
+
+    def __init__(self, loader: object, entry: tuple[object, ...]) -> None:
+        self.loader, self.entry = loader, entry
+
+    def create_module(self, spec: object) -> object:
+        return self.loader.create_module(spec)  # type: ignore[attr-defined]
+
+    def exec_module(self, module: types.ModuleType) -> None:
+        self.loader.exec_module(module)  # type: ignore[attr-defined]
+        module.cache[CELL] = self.entry
+
+
 def _run(code: str, env: dict[str, str], cwd: str) -> int:
     os.environ.update(env)
     cwd = _in_root(cwd)
@@ -262,8 +341,18 @@ def _run(code: str, env: dict[str, str], cwd: str) -> int:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
+    _CellSource(code).install()
     try:
-        exec(compile(code, "<sandbox>", "exec"), main.__dict__)  # noqa: S102 - running it is the job
+        body, shown = _compile(code)
+    except (SyntaxError, ValueError) as exc:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, None)  # the message shows the line
+        return 1
+    try:
+        exec(body, main.__dict__)  # noqa: S102 - running it is the job
+        if shown is not None:
+            exec(shown, main.__dict__)  # noqa: S102 - prints through sys.displayhook
         return 0
     except SystemExit as exc:
         return _exit_code(exc)
