@@ -14,22 +14,22 @@ import sys
 import types
 
 
-def _load_protocol() -> types.ModuleType:
-    """protocol.py from this file's folder, loaded by path without touching sys.path or
+def _load_sibling(name: str) -> types.ModuleType:
+    """<name>.py from this file's folder, loaded by path without touching sys.path or
     sys.modules: `python3 -I` keeps the folder off sys.path, and user code must not import the
     runtime's internals by accident. Not through importlib.util, which would pull a dozen
-    modules into every waiting container; from the protocol.pyc the image compiled beside it
+    modules into every waiting container; from the <name>.pyc the image compiled beside it
     when that matches this interpreter and the source, else compiled here."""
     import marshal
 
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "protocol.py")
-    module = types.ModuleType("_sbxrt_protocol")
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
+    module = types.ModuleType("_sbxrt_" + name)
     module.__file__ = path
-    exec(_protocol_code(path, marshal), module.__dict__)  # noqa: S102 - our own file
+    exec(_sibling_code(path, marshal), module.__dict__)  # noqa: S102 - our own file
     return module
 
 
-def _protocol_code(path: str, marshal: types.ModuleType) -> types.CodeType:
+def _sibling_code(path: str, marshal: types.ModuleType) -> types.CodeType:
     magic = getattr(sys.modules.get("_frozen_importlib_external"), "MAGIC_NUMBER", None)
     try:
         with open(path + "c", "rb") as fh:
@@ -54,13 +54,10 @@ def _protocol_code(path: str, marshal: types.ModuleType) -> types.CodeType:
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # the type checker reads the package's copy; the box has no package
-    import ast
-    from collections.abc import Sequence
-    from importlib.machinery import ModuleSpec
-
-    from sandbox.runtime import protocol
+    from sandbox.runtime import cells, protocol
 else:
-    protocol = _load_protocol()
+    protocol = _load_sibling("protocol")
+    cells = _load_sibling("cells")
 
 ROOT = os.environ.get(protocol.ROOT_ENV) or "/"
 
@@ -255,81 +252,6 @@ def _exit_code(exc: SystemExit) -> int:
     return 1
 
 
-CELL = "<sandbox>"
-
-
-def _compile(code: str) -> tuple[types.CodeType, types.CodeType | None]:
-    """The cell as code: its statements, and its last expression apart when it ends with one,
-    to be shown as a notebook shows it (the repr, unless None or the line ends with ';').
-    Raises SyntaxError."""
-    import _ast  # built in: nothing to read from disk
-
-    tree = compile(code, CELL, "exec", _ast.PyCF_ONLY_AST, dont_inherit=True)
-    if not isinstance(tree, _ast.Module):  # what PyCF_ONLY_AST gives in "exec" mode
-        raise SyntaxError("not a module")
-    last = tree.body[-1] if tree.body else None
-    if not isinstance(last, _ast.Expr) or _silenced(code, last):
-        return compile(tree, CELL, "exec", 0, True), None
-    tree.body.pop()
-    shown = _ast.Interactive(body=[last])
-    return compile(tree, CELL, "exec", 0, True), compile(shown, CELL, "single", 0, True)
-
-
-def _silenced(code: str, last: "ast.Expr") -> bool:
-    """The cell's last expression is followed by ';' (IPython's way to show nothing)."""
-    lines = code.encode("utf-8", "surrogatepass").splitlines()
-    end = (last.end_lineno or 0) - 1
-    rest = lines[end][last.end_col_offset or 0 :] if 0 <= end < len(lines) else b""
-    return rest.lstrip().startswith(b";")
-
-
-class _CellSource:
-    """Hands the cell's source to linecache once something imports it (traceback, warnings,
-    pdb), so tracebacks show the offending lines. Importing linecache for every run would
-    cost about 8 ms (it pulls in tokenize and re); this costs nothing until it is needed."""
-
-    def __init__(self, code: str) -> None:
-        self.entry = (len(code), None, code.splitlines(True), CELL)  # mtime None: kept
-
-    def find_spec(
-        self,
-        name: str,
-        path: "Sequence[str] | None" = None,
-        target: types.ModuleType | None = None,
-    ) -> "ModuleSpec | None":
-        if name != "linecache":
-            return None
-        sys.meta_path.remove(self)
-        for finder in sys.meta_path:
-            spec = finder.find_spec(name, path, target)
-            if spec is not None:
-                # Duck-typed: importlib.abc would be one more import for every run.
-                spec.loader = _Registering(spec.loader, self.entry)  # type: ignore[assignment]
-                return spec
-        return None
-
-    def install(self) -> None:
-        loaded = sys.modules.get("linecache")
-        if loaded is not None:
-            loaded.cache[CELL] = self.entry
-        else:
-            sys.meta_path.insert(0, self)
-
-
-class _Registering:
-    """linecache's own loader, adding the cell's entry once the module exists."""
-
-    def __init__(self, loader: object, entry: tuple[object, ...]) -> None:
-        self.loader, self.entry = loader, entry
-
-    def create_module(self, spec: object) -> object:
-        return self.loader.create_module(spec)  # type: ignore[attr-defined]
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self.loader.exec_module(module)  # type: ignore[attr-defined]
-        module.cache[CELL] = self.entry
-
-
 def _run(code: str, env: dict[str, str], cwd: str) -> int:
     os.environ.update(env)
     cwd = _in_root(cwd)
@@ -341,9 +263,9 @@ def _run(code: str, env: dict[str, str], cwd: str) -> int:
     main = types.ModuleType("__main__")
     main.__dict__["__builtins__"] = __builtins__
     sys.modules["__main__"] = main
-    _CellSource(code).install()
+    cells.CellSource(code).install()
     try:
-        body, shown = _compile(code)
+        body, shown = cells.compile_cell(code)
     except (SyntaxError, ValueError) as exc:
         import traceback
 

@@ -166,7 +166,7 @@ def test_the_runtime_raises_a_matching_error_for_every_code() -> None:
     assert sbxrt._ERRORS[protocol.TOO_LARGE] is sbxrt.ToolInputError
 
 
-@pytest.mark.parametrize("name", ["protocol.py", "sbxrt.py"])
+@pytest.mark.parametrize("name", ["protocol.py", "sbxrt.py", "cells.py"])
 def test_runtime_files_import_only_the_stdlib_and_the_runtime_folder(name: str) -> None:
     # The box has no `sandbox` package; `servers` is the package generated into it.
     allowed = set(sys.stdlib_module_names) | {"__future__", "servers"}
@@ -282,9 +282,10 @@ def test_the_runtime_uses_the_compiled_protocol_the_image_ships(tmp_path: Path) 
     import subprocess
 
     runtime = Path(__file__).parents[3] / "sandbox" / "runtime"
-    for name in ("sbxrt.py", "protocol.py"):
+    for name in ("sbxrt.py", "protocol.py", "cells.py"):
         shutil.copy2(runtime / name, tmp_path / name)
-    py_compile.compile(str(tmp_path / "protocol.py"), cfile=str(tmp_path / "protocol.pyc"))
+    for name in ("protocol", "cells"):
+        py_compile.compile(str(tmp_path / f"{name}.py"), cfile=str(tmp_path / f"{name}.pyc"))
     probe = (
         "import builtins\n"
         f"path = {str(tmp_path / 'sbxrt.py')!r}\n"
