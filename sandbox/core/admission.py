@@ -219,7 +219,11 @@ class Admission:
                 {"controller": self._controller, "surface": surface},
                 {"path": path[:200], "client": (client or "")[:64]},
             )
-            raise AuthenticationError("a valid API key is required")
+            raise AuthenticationError(
+                "the API key was not accepted (unknown, revoked or mistyped)"
+                if credential
+                else "no API key: send the header 'Authorization: Bearer <key>'"
+            )
         principal = Principal(
             key.owner, key.id, tuple(key.profiles) if key.profiles is not None else None
         )

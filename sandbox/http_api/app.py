@@ -15,8 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.exceptions import BackendUnavailableError, SandboxError
-from sandbox.http_api.deps import PRINCIPAL_STATE, authenticate
-from sandbox.http_api.errors import install_error_handlers, sandbox_error_response
+from sandbox.http_api.deps import PRINCIPAL_STATE, authenticate, bearer
+from sandbox.http_api.errors import front_door_refusal, install_error_handlers
 from sandbox.http_api.limits import SECURITY_HEADERS, BodyLimit
 from sandbox.http_api.routes import approvals, files, health, runs, sessions, skills, tools
 from sandbox.http_api.state import AppState
@@ -112,7 +112,8 @@ async def front_door(
         try:
             principal = await authenticate(request, surface)
         except SandboxError as exc:
-            return sandbox_error_response(exc)
+            presented = bearer(request) is not None
+            return front_door_refusal(exc, mcp=surface == "mcp-http", presented=presented)
         request.scope.setdefault("state", {})[PRINCIPAL_STATE] = principal
         # The MCP SDK binds each MCP session to the user who opened it: another key cannot
         # use or end it.
