@@ -163,20 +163,21 @@ class Detector:
             windows = [(lo, hi)]
         else:
             windows = _windows(sorted(ends), rec.lookbehind, rec.max_len, lo, hi)
+        shrink, entity, add = rec.shrink, rec.entity, found.append
         for ws, we in windows:
             if rec.anchor_len is None:
-                matches = _search_all(pattern, text, ws, we, rec.shrink)
+                matches = _search_all(pattern, text, ws, we, shrink)
+            searcher = matches if isinstance(matches, _Searcher) else None
+            # A match at a window edge may be cut short by it: skip those unless the text
+            # really ends there (the anchor's own window covers the whole entity).
+            edge_s, edge_e = (ws if ws > lo else -1), (we if we < hi else -1)
             for m in matches:
                 start, end = m.span()
-                # A match at a window edge may be cut short by it: skip those unless the
-                # text really ends there (the anchor's own window covers the whole entity).
-                if (start == ws and ws > lo) or (end == we and we < hi):
-                    continue
-                if claimed.find(1, start, end) >= 0:
+                if start == edge_s or end == edge_e or claimed.find(1, start, end) >= 0:
                     continue
                 hit = m.group()
                 value = validate(hit)
-                while value is None and rec.shrink:
+                while value is None and shrink:
                     cut = max(hit.rfind(" "), hit.rfind("-"))
                     if cut <= 0:
                         break
@@ -192,9 +193,9 @@ class Detector:
                             continue
                     value = str(value)
                 if value is not None:
-                    found.append(Finding(start, start + len(hit), rec.entity, value))
-                    if isinstance(matches, _Searcher):
-                        matches.accepted(start + len(hit))
+                    add(Finding(start, start + len(hit), entity, value))
+                    if searcher is not None:
+                        searcher.accepted(start + len(hit))
 
 
 class _Searcher:
