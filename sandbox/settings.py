@@ -107,6 +107,9 @@ class ApiSettings(BaseModel):
     session_ttl_s: float = Field(8 * 3600, gt=0)
     session_idle_s: float = Field(3600, gt=0)
     max_connections: int = Field(512, ge=8)
+    docs: bool = True
+    """Serve /docs (Swagger UI, its assets served by this server: no CDN) and /openapi.json;
+    false serves neither."""
     idempotency_ttl_s: float = Field(600.0, gt=0)
     """How long a POST's result answers retries with its Idempotency-Key."""
     idempotency_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)

@@ -15,6 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.exceptions import BackendUnavailableError, SandboxError
+from sandbox.http_api import docs, openapi
 from sandbox.http_api.deps import PRINCIPAL_STATE, authenticate, bearer
 from sandbox.http_api.errors import front_door_refusal, install_error_handlers
 from sandbox.http_api.limits import SECURITY_HEADERS, BodyLimit
@@ -24,6 +25,15 @@ from sandbox.keys import KeyStore
 from sandbox.settings import Settings
 
 logger = logging.getLogger(__name__)
+API_DESCRIPTION = """\
+Ephemeral hardened sandboxes for code-executing AI agents: open a session, run code in a
+fresh container per run, keep files in the session's /workspace.
+
+Every /v1 route takes an API key (`Authorization: Bearer sbx_...`, from `sandbox keys create`).
+Errors are `{"error": {"code": "...", "message": "..."}}`; branch on `code`, which is stable.
+A run POSTed with an `Idempotency-Key` runs once however often it is retried. The MCP endpoint
+for MCP clients is `/mcp` (streamable HTTP), with the same keys.
+"""
 
 
 def create_app(
@@ -82,8 +92,15 @@ def create_app(
         title="sandbox",
         version="0.1.0",
         lifespan=lifespan,
-        description="Ephemeral hardened sandboxes for code-executing AI agents.",
+        description=API_DESCRIPTION,
+        docs_url=None,  # ours (docs.py): assets served here, not from a CDN
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.api.docs else None,
+        generate_unique_id_function=lambda route: route.name,  # operationId: the function
     )
+    openapi.install(app)
+    if settings.api.docs:
+        docs.install(app)
     app.state.sbx = state
     app.add_middleware(
         BodyLimit,

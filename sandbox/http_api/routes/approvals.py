@@ -28,6 +28,7 @@ async def list_approvals(
 
 @router.get("/{approval_id}", response_model=Approval)
 async def get_approval(approval_id: ApprovalId, key: Caller, state: State) -> Approval:
+    """One pending approval of the key's owner."""
     return state.orc().approvals.get(key.owner, approval_id)
 
 

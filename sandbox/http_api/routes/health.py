@@ -16,6 +16,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz(state: State) -> JSONResponse:
+    """200 when the engine answers; 503 while it does not (or the controller is starting)."""
     o = state.orchestrator
     if o is None:
         starting = {"status": "starting", "engine": state.startup_error}
@@ -32,6 +33,7 @@ async def healthz(state: State) -> JSONResponse:
 
 @router.get("/metrics")
 async def prometheus(state: State) -> Response:
+    """Prometheus metrics (text exposition format)."""
     o = state.orchestrator
     if o is None:
         return Response(b"", media_type="text/plain")

@@ -25,6 +25,7 @@ from sandbox.core.aio import run_admitted, run_with, wait_slot
 from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.exceptions import SandboxError, describe
 from sandbox.http_api.deps import Caller, State, owned
+from sandbox.http_api.openapi import EVENT_STREAM, IDEMPOTENT
 from sandbox.http_api.schemas import CommandRequest, RunRequest
 from sandbox.http_api.state import AppState
 from sandbox.models import RunResult
@@ -32,8 +33,10 @@ from sandbox.models import RunResult
 router = APIRouter(prefix="/v1/sessions/{sid}", tags=["runs"])
 
 
-@router.post("/runs", response_model=RunResult)
+@router.post("/runs", response_model=RunResult, openapi_extra=IDEMPOTENT)
 async def run(sid: str, body: RunRequest, request: Request, key: Caller, state: State) -> RunResult:
+    """Run Python in a fresh container of the session and answer when it is over. The code's
+    own failures (an exception, a timeout, memory) are a 200 with the RunResult saying so."""
     s = owned(state, key, sid)
     cancel = CancelToken()
 
@@ -50,10 +53,12 @@ async def run(sid: str, body: RunRequest, request: Request, key: Caller, state: 
     return await _once(request, state, key, sid, body_bytes, attempt, cancel)
 
 
-@router.post("/commands", response_model=RunResult)
+@router.post("/commands", response_model=RunResult, openapi_extra=IDEMPOTENT)
 async def run_command(
     sid: str, body: CommandRequest, request: Request, key: Caller, state: State
 ) -> RunResult:
+    """Run a command in a fresh container, if the session's profile allows it: an argv list,
+    or a string split like a shell would (shell syntax such as ; | $( is refused)."""
     s = owned(state, key, sid)
     cancel = CancelToken()
 
@@ -115,8 +120,10 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-@router.post("/runs/stream")
+@router.post("/runs/stream", openapi_extra=EVENT_STREAM)
 async def run_stream(sid: str, body: RunRequest, key: Caller, state: State) -> StreamingResponse:
+    """Run Python and stream its output as Server-Sent Events while it runs; closing the stream
+    cancels the run."""
     s = owned(state, key, sid)
     slot = await wait_slot(state.orc(), key, "sse")  # refused before the stream starts
     loop = asyncio.get_running_loop()

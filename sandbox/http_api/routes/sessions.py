@@ -25,6 +25,8 @@ def info(s: Session) -> SessionInfo:
 
 @router.post("", status_code=201, response_model=SessionInfo)
 async def create_session(body: SessionCreate, key: Caller, state: State) -> SessionInfo:
+    """Open a session: a /workspace that lasts between runs, under a policy profile the key
+    may use (its first one, or 'default', when none is named)."""
     rules = state.settings.api
     s = await run_in_threadpool(
         lambda: state.orc().open_session(
@@ -41,15 +43,18 @@ async def create_session(body: SessionCreate, key: Caller, state: State) -> Sess
 
 @router.get("", response_model=list[SessionInfo])
 async def list_sessions(key: Caller, state: State) -> list[SessionInfo]:
+    """The key owner's open sessions."""
     return [info(s) for s in state.orc().sessions(key.owner)]
 
 
 @router.get("/{sid}", response_model=SessionInfo)
 async def get_session(sid: str, key: Caller, state: State) -> SessionInfo:
+    """One of the key owner's sessions (another owner's is a 404, like a missing one)."""
     return info(owned(state, key, sid))
 
 
 @router.delete("/{sid}", status_code=204)
 async def delete_session(sid: str, key: Caller, state: State) -> Response:
+    """Close a session: its containers and its /workspace go."""
     await run_in_threadpool(owned(state, key, sid).close)
     return Response(status_code=204)
