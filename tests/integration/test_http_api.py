@@ -191,12 +191,13 @@ def test_missing_wrong_and_revoked_keys_are_refused(api) -> None:  # type: ignor
     server, secrets, keys = api
     for key in (
         None,
-        "",
         "nope",
         secrets["alice"][:-1] + ("x" if secrets["alice"][-1] != "x" else "y"),
     ):
         with Client(server.url, key) as c, pytest.raises(AuthenticationError):
             c.session()
+    with pytest.raises(InvalidInputError):  # refused before any request: nothing to send
+        Client(server.url, "")
     record, secret = keys.create("carol")
     with Client(server.url, secret) as c:
         c.list_skills()
