@@ -133,3 +133,16 @@ class FileEntry(BaseModel):
     kind: Literal["file", "dir", "symlink", "other"]
     size: int
     mtime: float
+
+
+class SessionInfo(BaseModel):
+    """An open session as the HTTP API lists it (`GET /v1/sessions`)."""
+
+    id: str
+    owner: str
+    profile: str
+    tools: list[str] | None
+    ttl_s: float | None
+    idle_s: float | None
+    surface: str = "rest"
+    """Where it was opened: rest, mcp-http, mcp-stdio or embedded."""

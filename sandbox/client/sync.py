@@ -13,7 +13,7 @@ import httpx
 from sandbox.bridge.approvals.models import Approval
 from sandbox.client._base import BaseClient, RunEvents
 from sandbox.exceptions import NotFoundError
-from sandbox.models import FileEntry, OutputEvent, RunResult
+from sandbox.models import FileEntry, OutputEvent, RunResult, SessionInfo
 from sandbox.session_api import ToolInfo
 
 
@@ -71,6 +71,11 @@ class Client(BaseClient):
             "POST", "/v1/sessions", json=self._session_body(ttl_s, idle_s, tools, profile)
         ).json()
         return RemoteSession(self, info["id"], info["owner"])
+
+    def sessions(self) -> list[SessionInfo]:
+        """The open sessions this key opened, on any surface (REST, /mcp), oldest first."""
+        r = self.request("GET", "/v1/sessions")
+        return [SessionInfo.model_validate(info) for info in r.json()]
 
     def search_tools(
         self, query: str = "", detail: str = "summary", limit: int = 20, profile: str | None = None

@@ -17,15 +17,6 @@ class SessionCreate(BaseModel):
     """None: 'default', or the key's first profile when it may not use 'default'."""
 
 
-class SessionInfo(BaseModel):
-    id: str
-    owner: str
-    profile: str
-    tools: list[str] | None
-    ttl_s: float | None
-    idle_s: float | None
-
-
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

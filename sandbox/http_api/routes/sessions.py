@@ -7,7 +7,8 @@ from starlette.concurrency import run_in_threadpool
 
 from sandbox.core.session import Session
 from sandbox.http_api.deps import Caller, State, owned
-from sandbox.http_api.schemas import SessionCreate, SessionInfo
+from sandbox.http_api.schemas import SessionCreate
+from sandbox.models import SessionInfo
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 
@@ -20,6 +21,7 @@ def info(s: Session) -> SessionInfo:
         tools=list(s.tools) if s.tools is not None else None,
         ttl_s=s.ttl_s,
         idle_s=s.idle_s,
+        surface=s.surface,
     )
 
 
@@ -42,9 +44,11 @@ async def create_session(body: SessionCreate, key: Caller, state: State) -> Sess
 
 
 @router.get("", response_model=list[SessionInfo])
+@router.get("/", response_model=list[SessionInfo], include_in_schema=False)
 async def list_sessions(key: Caller, state: State) -> list[SessionInfo]:
-    """The key owner's open sessions."""
-    return [info(s) for s in state.orc().sessions(key.owner)]
+    """The open sessions this key opened, on any surface (REST, /mcp), oldest first."""
+    mine = [s for s in state.orc().sessions(key.owner) if s.principal.key_id == key.key_id]
+    return [info(s) for s in sorted(mine, key=lambda s: s.created)]
 
 
 @router.get("/{sid}", response_model=SessionInfo)
