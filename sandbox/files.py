@@ -96,12 +96,9 @@ class SafeDir:
         finally:
             os.close(fd)
 
-    def read(self, path: str, max_bytes: int, prefix: bool = False) -> bytes:
-        """Read a regular file; with `prefix`, its first `max_bytes` bytes whatever its size.
-
-        Raises:
-            UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError (larger than max_bytes).
-        """
+    @contextlib.contextmanager
+    def _open_file(self, path: str) -> Iterator[tuple[int, os.stat_result]]:
+        """A regular file with one link, opened for reading without following links."""
         parts = split_path(path)
         with self._dir_fd(parts[:-1]) as dfd:
             try:
@@ -118,21 +115,47 @@ class SafeDir:
                     raise FileTypeError(f"{path!r:.200} is not a regular file")
                 if st.st_nlink != 1:
                     raise FileTypeError(f"{path!r:.200} has several hard links; refused")
-                if st.st_size > max_bytes and not prefix:
-                    raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
                 os.set_blocking(fd, True)
-                chunks: list[bytes] = []
-                total = 0
-                while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):
-                    chunks.append(chunk)
-                    total += len(chunk)
-                    if total > max_bytes:
-                        if prefix:
-                            return b"".join(chunks)[:max_bytes]
-                        raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
-                return b"".join(chunks)
+                yield fd, st
             finally:
                 os.close(fd)
+
+    def read(self, path: str, max_bytes: int, prefix: bool = False) -> bytes:
+        """Read a regular file; with `prefix`, its first `max_bytes` bytes whatever its size.
+
+        Raises:
+            UnsafePathError, NotFoundError, FileTypeError, QuotaExceededError (larger than max_bytes).
+        """
+        with self._open_file(path) as (fd, st):
+            if st.st_size > max_bytes and not prefix:
+                raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
+            chunks: list[bytes] = []
+            total = 0
+            while chunk := os.read(fd, min(1 << 20, max_bytes + 1 - total)):
+                chunks.append(chunk)
+                total += len(chunk)
+                if total > max_bytes:
+                    if prefix:
+                        return b"".join(chunks)[:max_bytes]
+                    raise QuotaExceededError(f"{path!r:.200} is larger than {max_bytes} bytes")
+            return b"".join(chunks)
+
+    def read_at(self, path: str, offset: int, max_bytes: int) -> tuple[bytes, int]:
+        """At most `max_bytes` of a regular file from byte `offset` on, and the file's size.
+
+        Raises:
+            UnsafePathError, NotFoundError, FileTypeError.
+        """
+        with self._open_file(path) as (fd, st):
+            chunks: list[bytes] = []
+            total = 0
+            while total < max_bytes:
+                chunk = os.pread(fd, min(1 << 20, max_bytes - total), offset + total)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+            return b"".join(chunks), st.st_size
 
     def write(self, path: str, data: bytes | Iterable[bytes], max_bytes: int) -> None:
         """Create or replace a regular file, making parent folders as needed. `data` may be

@@ -134,6 +134,9 @@ class OutputSettings(BaseModel):
     """Runs whose long output stays saved in /workspace/.outputs (0: none is saved)."""
     page_size: int = Field(200, ge=10, le=10_000)
     """Entries of a listing in one result for a model, unless it asks for fewer."""
+    image_notes: str = Field("", max_length=2000)
+    """What the sandbox image offers, as the tool descriptions tell models ("Python 3.12 with
+    numpy, pandas and matplotlib"); empty: the stock image's (the standard library only)."""
     mcp_structured: bool = False
     """MCP tools answer with typed `structuredContent` (and an `outputSchema`) and a one-line
     text, instead of plain text only. Clients differ in which of the two reaches the model:

@@ -28,6 +28,9 @@ class ModelView:
     def read(self, path: str, max_bytes: int, prefix: bool = False) -> bytes:
         return self._files.read(self._path(path), max_bytes, prefix=prefix)
 
+    def read_at(self, path: str, offset: int, max_bytes: int) -> tuple[bytes, int]:
+        return self._files.read_at(self._path(path), offset, max_bytes)
+
     def delete(self, path: str) -> None:
         self._files.delete(self._path(path))
 

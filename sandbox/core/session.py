@@ -323,6 +323,12 @@ class Session:
         data = self._files.read(path, limit + MARGIN, prefix=True)  # past it: where to cut
         return bounded_text(data, limit, self.tokenizer)
 
+    @property
+    def files(self) -> ModelView:
+        """/workspace as a model sees it (core/reading.py reads pages of it for a model)."""
+        self._ensure_open()
+        return self._files
+
     def list_files(self, path: str = "") -> list[FileEntry]:
         """List /workspace (or a folder in it) recursively, without following links."""
         self._ensure_open()

@@ -56,7 +56,7 @@ def create_app(
 
     from sandbox.mcp import build_mcp_server
 
-    mcp_server = build_mcp_server(state.orc, idle_s=settings.api.session_idle_s)
+    mcp_server = build_mcp_server(state.orc, settings=settings, idle_s=settings.api.session_idle_s)
     mcp_app = mcp_server.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.api.host,

@@ -4,39 +4,51 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mcp.server.context import ServerRequestContext
 from mcp.server.mcpserver import MCPServer
+from mcp_types import EmptyResult, SetLevelRequestParams
 
 from sandbox.core.admission import Principal
 from sandbox.core.orchestrator import Orchestrator
-from sandbox.mcp import tools
+from sandbox.mcp import describe, tools
 from sandbox.mcp.approvals import Prompts
 from sandbox.mcp.sessions import Sessions
 from sandbox.settings import Settings
-
-INSTRUCTIONS = """\
-Run Python in a fresh, isolated sandbox container per call (no network; /workspace persists
-for this conversation; /skills holds your saved skills, read-only). Tools of configured MCP
-servers are importable as Python: call search_tools to find them, then
-`from servers.<server> import <tool>` inside execute_code. Personal data in tool results
-appears as tokens like [EMAIL_1]; pass the tokens on to other tools unchanged.
-"""
 
 
 def build_mcp_server(
     get_orc: Callable[[], Orchestrator],
     *,
+    settings: Settings | None = None,
     local: Principal | None = None,
     idle_s: float | None = None,
 ) -> MCPServer:
     """An MCPServer whose tools drive sessions of the orchestrator `get_orc()` returns.
 
-    `local` is the principal of a stdio server; over HTTP the front door supplies one.
+    `local` is the principal of a stdio server; over HTTP the front door supplies one. The
+    descriptions state `settings` (by default the orchestrator's).
     """
-    mcp = MCPServer("sandbox", instructions=INSTRUCTIONS, log_level="WARNING")
+    settings = settings if settings is not None else get_orc().settings
+    facts = describe.facts(settings, local.profiles if local is not None else None)
+    mcp = MCPServer("sandbox", instructions=describe.instructions(facts), log_level="WARNING")
     sessions = Sessions(get_orc, local, idle_s)
     mcp.sandbox_sessions = sessions  # type: ignore[attr-defined]
-    tools.register(mcp, sessions, get_orc, Prompts(lambda: get_orc().approvals))
+    prompts = Prompts(lambda: get_orc().approvals)
+    tools.register(mcp, sessions, get_orc, prompts, facts, settings.output)
+    _declare_logging(mcp)
     return mcp
+
+
+def _declare_logging(mcp: MCPServer) -> None:
+    """Runs send their output as log messages, and a server that does must declare the
+    logging capability (up to 2025-11-25), which the SDK's MCPServer declares only for a
+    `logging/setLevel` handler. Every level is sent; the client shows what it wants."""
+
+    async def set_level(ctx: ServerRequestContext, params: SetLevelRequestParams) -> EmptyResult:
+        return EmptyResult()
+
+    # The low-level server is where request handlers live; MCPServer has no public door.
+    mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
 
 
 def run_stdio(settings: Settings, owner: str, profiles: tuple[str, ...] | None = None) -> None:
@@ -50,7 +62,9 @@ def run_stdio(settings: Settings, owner: str, profiles: tuple[str, ...] | None =
     # MCP clients end a stdio server with SIGTERM; exit through `finally` so sessions close.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     orc = Orchestrator(settings)
-    server = build_mcp_server(lambda: orc, local=orc.admission.local(owner, profiles))
+    server = build_mcp_server(
+        lambda: orc, settings=settings, local=orc.admission.local(owner, profiles)
+    )
     try:
         server.run()
     finally:

@@ -198,7 +198,7 @@ def test_execute_code_asks_the_user_for_a_send_the_profile_marks(
 
     result = asyncio.run(main())
     assert not result.is_error, result.content
-    assert result.structured_content["stdout"] == "{'id': 1, 'status': 'queued'}\n"
+    assert result.content[0].text.endswith("--- stdout ---\n{'id': 1, 'status': 'queued'}")
     assert len(seen) == 1 and "profile requires approval (mailer.send_*)" in seen[0]
     orc.flush_audit()
     decided = [r for r in orc.audit.read() if r["event"] == "approval_decided"]

@@ -54,10 +54,10 @@ def test_the_tools_run_code_and_share_one_workspace(local_orc: Orchestrator) -> 
         return [ran, read, listed, skills]
 
     ran, read, listed, skills = with_client(local_orc, work)
-    assert ran.structured_content["stdout"] == "HELLO\n"
-    assert read.structured_content == {"result": "hello"}
-    assert [e["path"] for e in listed.structured_content["result"]] == ["in.txt"]
-    assert [e["path"] for e in skills.structured_content["result"]] == ["s.py"]
+    assert text(ran).endswith("--- stdout ---\nHELLO")
+    assert text(read) == "hello"
+    assert text(listed).startswith("in.txt  5 B\n")
+    assert text(skills).startswith("s.py  5 B\n")
     opened = [r for r in local_orc.audit.read() if r["event"] == "session_open"]
     assert [(r["owner"], r["surface"]) for r in opened] == [("desk", "mcp-stdio")]
 
