@@ -96,6 +96,16 @@ def test_a_malformed_key_is_refused_before_any_request(env: dict[str, str]) -> N
     assert "ends with a newline" in line and "k" * 43 not in line
 
 
+def test_a_data_dir_this_user_cannot_write_says_how_to_choose_another(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SANDBOX_DATA_DIR", str(tmp_path / "data"))
+    denied = PermissionError(13, "Permission denied", str(tmp_path / "data" / "controller.lock"))
+    message, code = explain(denied)
+    assert code == 2 and "Permission denied" in message
+    assert f"data dir {tmp_path / 'data'} must be writable" in message and "run as root" in message
+
+
 def test_a_refused_key_says_where_keys_come_from() -> None:
     message, code = explain(AuthenticationError("the API key was not accepted"))
     assert code == 2 and "SANDBOX_API_KEY" in message and "sandbox keys create" in message
