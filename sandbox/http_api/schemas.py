@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from sandbox.core.budget import MAX_BUDGET, MIN_BUDGET
+
 
 class SessionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -23,6 +25,14 @@ class RunRequest(BaseModel):
     code: str = Field(max_length=1024 * 1024)
     timeout: float | None = Field(None, gt=0)
     env: dict[str, str] | None = None
+    budget: int | None = Field(
+        None,
+        ge=MIN_BUDGET,
+        le=MAX_BUDGET,
+        description="Characters of output for a model: the result keeps the start and end of "
+        "stdout and stderr within it, with a marker of what was left out and where the whole "
+        "stream is saved (`outputs`). Omitted: the whole output (up to the output cap).",
+    )
 
 
 class CommandRequest(BaseModel):
@@ -31,6 +41,14 @@ class CommandRequest(BaseModel):
     command: list[str] | str = Field(max_length=1024)
     timeout: float | None = Field(None, gt=0)
     env: dict[str, str] | None = None
+    budget: int | None = Field(
+        None,
+        ge=MIN_BUDGET,
+        le=MAX_BUDGET,
+        description="Characters of output for a model: the result keeps the start and end of "
+        "stdout and stderr within it, with a marker of what was left out and where the whole "
+        "stream is saved (`outputs`). Omitted: the whole output (up to the output cap).",
+    )
 
 
 class ApprovalDecision(BaseModel):

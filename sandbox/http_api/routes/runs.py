@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 
 from sandbox.core.admission import Principal, Slot
 from sandbox.core.aio import run_admitted, run_with, wait_slot
+from sandbox.core.budget import budgeted
 from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.exceptions import SandboxError, describe
 from sandbox.http_api.deps import Caller, State, owned
@@ -50,7 +51,9 @@ async def run(sid: str, body: RunRequest, request: Request, key: Caller, state: 
         )
 
     body_bytes = body.model_dump_json().encode()
-    return await _once(request, state, key, sid, body_bytes, attempt, cancel)
+    return for_budget(
+        await _once(request, state, key, sid, body_bytes, attempt, cancel), body.budget
+    )
 
 
 @router.post("/commands", response_model=RunResult, openapi_extra=IDEMPOTENT)
@@ -74,7 +77,14 @@ async def run_command(
         )
 
     body_bytes = body.model_dump_json().encode()
-    return await _once(request, state, key, sid, body_bytes, attempt, cancel)
+    return for_budget(
+        await _once(request, state, key, sid, body_bytes, attempt, cancel), body.budget
+    )
+
+
+def for_budget(result: RunResult, budget: int | None) -> RunResult:
+    """The result as asked: its streams within `budget` characters (core/budget.py), or whole."""
+    return budgeted(result, budget) if budget is not None else result
 
 
 async def _once(
@@ -156,7 +166,7 @@ async def run_stream(sid: str, body: RunRequest, key: Caller, state: State) -> S
             error = {"code": code, "message": message}
             yield f"event: error\ndata: {json.dumps(error)}\n\n"
             return
-        yield f"event: result\ndata: {result.model_dump_json()}\n\n"
+        yield f"event: result\ndata: {for_budget(result, body.budget).model_dump_json()}\n\n"
 
     return StreamingResponse(
         stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"}
