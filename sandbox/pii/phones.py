@@ -21,6 +21,8 @@ from collections.abc import Iterable
 import phonenumbers
 from phonenumbers.phonemetadata import PhoneMetadata
 
+from sandbox.exceptions import InvalidInputError
+
 DEFAULT_REGIONS = (
     "US", "CA", "GB", "IE", "AU", "NZ", "IN", "ZA", "DE", "AT", "CH", "FR", "BE", "NL", "LU",
     "ES", "PT", "IT", "PL", "CZ", "SK", "HU", "RO", "SE", "NO", "DK", "FI", "GR", "TR", "RU",
@@ -72,7 +74,11 @@ def _lengths(region: str) -> tuple[int, ...]:
 
 
 class PhoneRules:
-    """Phone numbers of `regions` (the first decides between regions sharing a format)."""
+    """Phone numbers of `regions` (the first decides between regions sharing a format).
+
+    Raises:
+        InvalidInputError: a region phonenumbers does not know.
+    """
 
     def __init__(self, regions: Iterable[str] = DEFAULT_REGIONS) -> None:
         self.regions = list(dict.fromkeys(r.upper() for r in regions))
@@ -89,7 +95,7 @@ class PhoneRules:
         for r in self.regions:
             meta = PhoneMetadata.metadata_for_region(r)
             if meta is None or meta.general_desc is None:
-                raise ValueError(f"unknown phone region {r!r}")
+                raise InvalidInputError(f"unknown phone region {r!r} (use ISO 3166 codes: US, DE…)")
             prefix, code = meta.national_prefix or "", str(meta.country_code)
             pattern = re.compile(meta.general_desc.national_number_pattern or r"\d+")
             self._first_cc = self._first_cc or code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from sandbox.exceptions import InvalidInputError
 from sandbox.pii import HYPERSCAN, Detector, default_recognizers, detect
 from sandbox.pii.phones import PhoneContext, PhoneRules, Verdict
 
@@ -139,7 +140,7 @@ def test_the_first_region_decides_between_regions_sharing_a_format() -> None:
 
 
 def test_an_unknown_region_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="XX"):
+    with pytest.raises(InvalidInputError, match="XX"):
         PhoneRules(["XX"])
 
 
