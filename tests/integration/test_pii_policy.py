@@ -193,22 +193,27 @@ except Exception as e:
 def test_values_from_program_output_are_restored_only_where_a_rule_allows(
     strict: Orchestrator, widened: Orchestrator
 ) -> None:
+    # A token the model copies into code resolves there (the box printed that value: it
+    # learns nothing new, sandbox/pii/code.py); one that only appears at run time reaches the
+    # bridge as a token, and the restore policy decides: output values go nowhere by default.
     code = """
 from servers.crm import search_customers
 from sandbox_tools import ToolForbiddenError
-try:
-    print(len(search_customers(query={token!r})))
-except ToolForbiddenError as e:
-    print("refused:", e)
+for q in ({token!r}, "[EMAIL" + "_1]"):
+    try:
+        print(len(search_customers(query=q)))
+    except ToolForbiddenError as e:
+        print("refused:", e)
 """
     for orc, expected in ((strict, "refused: restoring"), (widened, "0")):
         with orc.session(owner="dave") as s:
             token = s.run(f"print({EMAIL!r})").stdout.strip()  # what the model saw
             assert token == "[EMAIL_1]"
-            out = s.run(code.format(token=token)).stdout
-            assert out.startswith(expected), out
+            first, second = s.run(code.format(token=token)).stdout.splitlines()
+            assert first == "0"  # resolved in the code: the crm got the real address
+            assert second.startswith(expected), second
             if expected.startswith("refused"):
-                assert "EMAIL from output" in out
+                assert "EMAIL from output" in second
 
 
 def test_a_full_vault_redacts_new_values_and_says_so_once(make_settings: MakeSettings) -> None:
