@@ -152,6 +152,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("/var/lib/sandbox")
     """Workspaces, skills and per-run sockets live here, one folder each, never shared."""
+    state_dir: Path | None = None
+    """This controller's own files (its lock, audit trail, workspaces, run sockets, generated
+    tool code) when not in `data_dir`; skills, secrets and keys stay in `data_dir`, shared.
+    Each `sandbox mcp` process takes one under `<data_dir>/mcp/` (sandbox/mcp/stdio.py)."""
     controller_id: str = "default"
     """Labels every container this controller makes; leftovers with it are reaped at start."""
     image: str | None = None
@@ -187,10 +191,15 @@ class Settings(BaseSettings):
     """The deployment secret upstream credentials are encrypted with (16+ bytes); without it a
     random one is kept in `<data_dir>/secret.key`."""
     audit_log: Path | None = None
-    """Where the audit trail goes; None means `<data_dir>/audit.log`."""
+    """Where the audit trail goes; None means `<own_dir>/audit.log`."""
     audit_keys: Path | None = None
     """The audit MAC keys (JSON, 0600); None means `<data_dir>/audit-keys.json`. Keep them
     somewhere the log's readers cannot write."""
+
+    @property
+    def own_dir(self) -> Path:
+        """Where this controller's own files go: `state_dir`, else `data_dir`."""
+        return self.state_dir if self.state_dir is not None else self.data_dir
 
     @model_validator(mode="after")
     def _reconcile_backend(self) -> Settings:

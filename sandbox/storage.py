@@ -62,10 +62,10 @@ def _is_mount(path: Path) -> bool:
 class Storage:
     """Creates and removes workspaces, and finds each owner's skills folder."""
 
-    def __init__(self, data_dir: Path, backing: str) -> None:
+    def __init__(self, data_dir: Path, backing: str, skills: Path | None = None) -> None:
         self.data_dir = data_dir
         self.workspaces = data_dir / "workspaces"
-        self.skills = data_dir / "skills"
+        self.skills = skills if skills is not None else data_dir / "skills"  # may be shared
         self.runs = data_dir / "runs"
         for d in (data_dir, self.workspaces, self.skills, self.runs):
             d.mkdir(mode=0o711, parents=True, exist_ok=True)

@@ -100,13 +100,13 @@ def assemble(
     """
     backend = backend if backend is not None else make_backend(settings.backend)
     try:
-        lock_file = lock_data_dir(settings.data_dir)
+        lock_file = lock_data_dir(settings.own_dir)
     except BaseException:
         backend.close()
         raise
     try:
         audit = AuditLog(
-            settings.audit_log or settings.data_dir / "audit.log",
+            settings.audit_log or settings.own_dir / "audit.log",
             AuditKeys.load_or_create(settings.audit_keys or settings.data_dir / "audit-keys.json"),
         )
     except BaseException:
@@ -119,7 +119,7 @@ def assemble(
     parts = Parts(
         settings=settings,
         backend=backend,
-        storage=Storage(settings.data_dir, settings.workspace_backing),
+        storage=Storage(settings.own_dir, settings.workspace_backing, settings.data_dir / "skills"),
         audit=audit,
         metrics=metrics,
         loop=BackgroundLoop(),
@@ -170,7 +170,7 @@ def _bridge(
     )
     return ToolBridge(
         load_config(source),
-        settings.data_dir / "api",
+        settings.own_dir / "api",
         audit,
         settings.tool_limits,
         resolve=store.resolve,

@@ -114,7 +114,8 @@ def create_app(
     install_error_handlers(app)
     for module in (sessions, runs, files, skills, tools, approvals, health):
         app.include_router(module.router)
-    app.mount("/", mcp_app)
+    # A client's DELETE of its MCP session also ends the sandbox session it had.
+    app.mount("/", mcp_server.sandbox_sessions.watch_ends(mcp_app))  # type: ignore[attr-defined]
     return app
 
 

@@ -192,6 +192,11 @@ class Prompts:
             more = asyncio.ensure_future(waiting.fresh.get())
             try:
                 await asyncio.wait({waiting.task, more}, return_when=asyncio.FIRST_COMPLETED)
+            except asyncio.CancelledError:
+                # The client cancelled the call (or timed out) while it waited for the run:
+                # the run is cancelled too. Between rounds nobody waits, and it goes on.
+                waiting.task.cancel()
+                raise
             finally:
                 more.cancel()
             if waiting.task.done():

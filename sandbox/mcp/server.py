@@ -10,7 +10,7 @@ from mcp_types import EmptyResult, SetLevelRequestParams
 
 from sandbox.core.admission import Principal
 from sandbox.core.orchestrator import Orchestrator
-from sandbox.mcp import describe, tools
+from sandbox.mcp import describe, session_tools, tools
 from sandbox.mcp.approvals import Prompts
 from sandbox.mcp.sessions import Sessions
 from sandbox.settings import Settings
@@ -35,6 +35,8 @@ def build_mcp_server(
     mcp.sandbox_sessions = sessions  # type: ignore[attr-defined]
     prompts = Prompts(lambda: get_orc().approvals)
     tools.register(mcp, sessions, get_orc, prompts, facts, settings.output)
+    session_tools.register(mcp, sessions, settings.output)
+    mcp.middleware.append(sessions.close_per_call)
     _declare_logging(mcp)
     return mcp
 
@@ -49,24 +51,3 @@ def _declare_logging(mcp: MCPServer) -> None:
 
     # The low-level server is where request handlers live; MCPServer has no public door.
     mcp._lowlevel_server.add_request_handler("logging/setLevel", SetLevelRequestParams, set_level)
-
-
-def run_stdio(settings: Settings, owner: str, profiles: tuple[str, ...] | None = None) -> None:
-    """Serve MCP over stdio with one orchestrator for the life of the process.
-
-    `profiles` limits the policy profiles this owner's session may use (None: any).
-    """
-    import signal
-    import sys
-
-    # MCP clients end a stdio server with SIGTERM; exit through `finally` so sessions close.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    orc = Orchestrator(settings)
-    server = build_mcp_server(
-        lambda: orc, settings=settings, local=orc.admission.local(owner, profiles)
-    )
-    try:
-        server.run()
-    finally:
-        server.sandbox_sessions.close_all()  # type: ignore[attr-defined]
-        orc.close()

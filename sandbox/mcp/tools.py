@@ -20,13 +20,14 @@ from pydantic import Field
 
 from sandbox.core.aio import run_admitted
 from sandbox.core.budget import budgeted
+from sandbox.core.cancel import CancelToken
 from sandbox.core.orchestrator import Orchestrator
 from sandbox.core.reading import model_listing, page_of, read_for_model
 from sandbox.mcp import describe, views
 from sandbox.mcp.approvals import Prompts
 from sandbox.mcp.errors import admitted, call
 from sandbox.mcp.progress import OutputRelay
-from sandbox.mcp.sessions import Sessions
+from sandbox.mcp.sessions import SessionParam, Sessions
 from sandbox.settings import OutputSettings
 
 READS = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -91,8 +92,10 @@ def _runs(
                 gt=0,
             ),
         ] = None,
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.RunOutput] | InputRequiredResult:
-        s, surface = await anyio.to_thread.run_sync(sessions.get, ctx)
+        s, surface = await anyio.to_thread.run_sync(sessions.get, ctx, session)
+        cancel = CancelToken()  # an MCP cancel, or the client's timeout, kills the run
         relay = OutputRelay(ctx, timeout or s.limits.timeout_s, out.budget)
 
         async def work() -> CallToolResult:
@@ -103,7 +106,10 @@ def _runs(
                         get_orc(),
                         s.principal,
                         surface,
-                        lambda slot: s.run(code, timeout, on_output=relay.on_output, slot=slot),
+                        lambda slot: s.run(
+                            code, timeout, on_output=relay.on_output, slot=slot, cancel=cancel
+                        ),
+                        cancel,
                     )
                 )
             finally:
@@ -129,8 +135,9 @@ def _runs(
                   "description and the input schema)."),
         ] = "summary",
         limit: Annotated[int, Field(description="Most results.", ge=1, le=100)] = 20,
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.ToolMatches]:  # fmt: skip
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         found = call(lambda: s.search_tools(query, detail, limit))
         view = views.ToolMatches.model_validate({"tools": found})
         text = "\n".join(_tool_line(t) for t in view.tools) or "(no tool matches)"
@@ -151,8 +158,9 @@ def _files(mcp: MCPServer, sessions: Sessions, out: OutputSettings) -> None:
             Field(description="text (the default; pictures come back as images), or base64 "
                   "for a binary file."),
         ] = "text",
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.FilePage]:  # fmt: skip
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         got = call(
             lambda: read_for_model(
                 s.files, s.tokenizer, path, offset=offset, budget=out.budget, encoding=encoding
@@ -173,8 +181,9 @@ def _files(mcp: MCPServer, sessions: Sessions, out: OutputSettings) -> None:
         path: Path,
         content: Annotated[str, Field(description="The whole text of the file.")],
         ctx: Context,
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.Saved]:
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         data = content.encode()
         call(lambda: s.upload(path, data))
         view = views.Saved(path=f"/workspace/{path.lstrip('/')}", bytes=len(data))
@@ -190,8 +199,9 @@ def _files(mcp: MCPServer, sessions: Sessions, out: OutputSettings) -> None:
         ] = "",
         offset: Offset = 0,
         limit: Limit = out.page_size,
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.Listing]:
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         entries = model_listing(call(lambda: s.list_files(path)), path)
         view = views.listing(call(lambda: page_of(entries, offset, limit)))
         text = views.listing_text(view, "list_files")
@@ -210,8 +220,9 @@ def _skills(mcp: MCPServer, sessions: Sessions, out: OutputSettings) -> None:
         ],
         content: Annotated[str, Field(description="The whole text of the file.")],
         ctx: Context,
+        session: SessionParam = None,
     ) -> Annotated[CallToolResult, views.Saved]:
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         data = content.encode()
         call(lambda: s.save_skill(path, data))
         view = views.Saved(path=f"/skills/{path.lstrip('/')}", bytes=len(data))
@@ -221,9 +232,9 @@ def _skills(mcp: MCPServer, sessions: Sessions, out: OutputSettings) -> None:
     @mcp.tool(title="List saved skills", description=describe.LIST_SKILLS,
               annotations=READS, structured_output=structured)  # fmt: skip
     def list_skills(
-        ctx: Context, offset: Offset = 0, limit: Limit = out.page_size
+        ctx: Context, offset: Offset = 0, limit: Limit = out.page_size, session: SessionParam = None
     ) -> Annotated[CallToolResult, views.Listing]:
-        s, _ = sessions.get(ctx)
+        s, _ = sessions.get(ctx, session)
         view = views.listing(call(lambda: page_of(s.list_skills(), offset, limit)))
         text = views.listing_text(view, "list_skills")
         return views.answer(structured, view, text, f"{view.total} skills")
