@@ -15,7 +15,7 @@ from sandbox.settings import Settings
 KiB = 1024
 _OUTBOX = 8 * MiB  # channel.py: replies queued for a box that stopped reading
 _UPLOAD_CHUNK = 64 * KiB  # a streamed upload holds one chunk (plus the server's buffer)
-_CODE = 1 * MiB + 64 * KiB  # a queued run's code and env (core/runargs.py MAX_CODE_BYTES, MAX_ENV_BYTES)
+_CODE = 1 * MiB + 64 * KiB  # a queued run's code and env (core/runargs.py: code and env caps)
 _IDEM_ENTRY = 512  # an Idempotency-Key's digest, time and file name; its result is on disk
 _AUDIT_RECORD = 2 * KiB  # a bounded audit record waiting to be written (audit.py caps fields)
 _AUDIT_QUEUES = 3  # admission's, the bridge's and the egress proxies'
