@@ -29,12 +29,19 @@ BOX_WORKSPACE = "/workspace"
 
 
 def save_outputs(
-    workspace: Path, exec_id: str, streams: dict[str, tuple[bytes, str]], keep: int
+    workspace: Path,
+    exec_id: str,
+    streams: dict[str, tuple[bytes, str]],
+    keep: int,
+    *,
+    everything: bool = False,
 ) -> dict[str, str]:
-    """Save each stream whose text (as shown) is longer than SAVE_OVER characters into the
+    """Save each stream whose text (as shown) is longer than SAVE_OVER characters (with
+    `everything`, each that is not empty: a cancelled run's, which nobody received) into the
     workspace; return the paths in the box of those saved. `streams` maps a name to (raw
     bytes, text shown)."""
-    long = {name: raw for name, (raw, text) in streams.items() if len(text) > SAVE_OVER}
+    over = 0 if everything else SAVE_OVER
+    long = {name: raw for name, (raw, text) in streams.items() if len(text) > over}
     if keep <= 0 or not long:
         return {}
     files = SafeDir(workspace, SANDBOX_UID, SANDBOX_GID)

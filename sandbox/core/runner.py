@@ -24,7 +24,7 @@ from sandbox.channel import EGRESS_SOCKET, RunChannel
 from sandbox.core.assembly import Parts
 from sandbox.core.box import Box, Warm
 from sandbox.core.calls import call_handler, with_cancel
-from sandbox.core.cancel import CancelToken, RunCancelledError
+from sandbox.core.cancel import CANCELLED, CancelToken, RunCancelledError
 from sandbox.core.output import LineStream
 from sandbox.core.outputs import save_outputs
 from sandbox.egress import EgressContext, EgressProxy
@@ -337,7 +337,9 @@ class Runner:
         raw = {"stdout": (stdout[:limit], out_text), "stderr": (stderr[:limit], err_text)}
         keep = self._parts.settings.output.keep_runs
         return RunResult(
-            outputs=save_outputs(self._box.workspace, warm.exec_id, raw, keep),
+            outputs=save_outputs(
+                self._box.workspace, warm.exec_id, raw, keep, everything=error == CANCELLED
+            ),
             exec_id=warm.exec_id,
             exit_code=exit_code if exit_code is not None else -1,
             stdout=out_text,

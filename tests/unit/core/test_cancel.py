@@ -56,6 +56,10 @@ def test_a_cancelled_run_is_killed_with_its_output_so_far_and_on_record(
         result = started_then_cancelled(s, CancelToken())
         assert result.outcome == "cancelled" and not result.ok
         assert result.stdout == "started\n" and result.exit_code == 137
+        # Nobody received it, so the output so far is kept in the workspace too.
+        saved = f"/workspace/.outputs/{result.exec_id}/stdout"
+        assert result.outputs == {"stdout": saved}
+        assert s.download(saved.removeprefix("/workspace/")) == b"started\n"
         assert s.run("print(2)").stdout == "2\n"  # the session takes the next run
     ends = run_ends(local_orc)
     assert [r["outcome"] for r in ends] == ["cancelled", "ok"]
