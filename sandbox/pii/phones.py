@@ -41,6 +41,7 @@ _NOT_PHONE = re.compile(
     r"|\d{1,2}[-./ ]\d{1,2}[-./ ](?:19|20)\d\d(?: \d.*)?|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+"
     r"|\d{1,3}(?:\.\d{1,4}){3}|\d{3}-\d{2}-\d{4}"
 )
+_ISO_DATE = re.compile(r"(?:19|20)\d\d-[01]\d-[0-3]\d")
 _NANP = re.compile(
     r"(?:\+?1[ .-]?|001[ .-]?)?(?:\(\d{3}\)[ .-]?|\d{3}([ .-]))\d{3}(?(1)\1|[ .-])\d{4}"
 )
@@ -129,7 +130,7 @@ class PhoneRules:
         m = _EXT.search(s) if ("x" in s or "t" in s or "#" in s) else None
         if m is not None:
             ext, s = ";ext=" + m.group(1), s[: m.start()]
-        if _NOT_PHONE.fullmatch(s):
+        if _NOT_PHONE.fullmatch(s) or ("-" in s and _ISO_DATE.search(s)):
             return None
         groups = _DIGITS.findall(s.replace("(0)", " ", 1) if "+" in s else s)
         digits = "".join(groups)

@@ -220,14 +220,15 @@ def _bearer(s: str) -> str | None:
 _EMAIL = r"[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}"
 # Precise patterns run only in Python, so they may use lookarounds. A phone number is not
 # glued to letters, digits or dots (versions, ids, decimals) and does not start inside a run
-# of number groups (`00 00 00 …`); items are digit groups or (area codes), separated by one
-# of ` .-/` or by nothing next to a parenthesis; `x213` / `ext. 12` may follow. Candidates
-# with fewer than 7 digits are not even tried. The first character is consumed by a plain
-# class (the regex engine then skips to the next digit, `+` or `(` at C speed, about 3x
-# faster than leading lookbehinds), and what may not stand before it is checked behind it.
+# of number groups (`00 00 00 …`) or after a clock time's colon; items are digit groups or
+# (area codes), separated by one of ` .-/` or by nothing next to a parenthesis; `x213` /
+# `ext. 12` may follow. Candidates with fewer than 7 digits are not even tried. The first
+# character is consumed by a plain class (the regex engine then skips to the next digit, `+`
+# or `(` at C speed, about 3x faster than leading lookbehinds), and what may not stand
+# before it is checked behind it.
 _PHONE_ITEM = r"(?:\(\d{1,5}\)|\d{1,15})"
 _PHONE = (
-    r"[\d+(](?<![\w.+/#$€£¥-].)(?<!\d[ .\-/]\d)"
+    r"[\d+(](?<![\w.+/#$€£¥-].)(?<!\d[ .\-/:]\d)"
     r"(?:(?<=\d)(?=(?:[^\d\n]{0,3}\d){6})\d{0,14}"
     r"|(?<=\+)(?=(?:[^\d\n]{0,3}\d){7})(?:\(\d{1,3}\))?[ .\-]?"
     + _PHONE_ITEM
@@ -271,7 +272,7 @@ def default_recognizers(
         Recognizer("EMAIL", "@[A-Za-z0-9]", _EMAIL, _email, lookbehind=66, max_len=256, priority=5,
                    anchor_len=2, back="[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}"),
         Recognizer("IBAN", "\\b[A-Z]{2}\\d{2}", r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b", _iban, lookbehind=5, max_len=42, priority=5, shrink=True),
-        Recognizer("CREDIT_CARD", "\\b(?:\\d[ -]?){11}\\d", r"\d(?<!\w\d)(?<![A-Z]{2}\d{2} \d)(?:[ -]?\d){11,18}\b", _card, lookbehind=24, max_len=12, priority=4, shrink=True),
+        Recognizer("CREDIT_CARD", "\\b\\d{4}[ -]?(?:\\d[ -]?){7}\\d", r"\d(?<!\w\d)(?<![A-Z]{2}\d{2} \d)\d{3}(?:[ -]?\d){8,15}\b", _card, lookbehind=24, max_len=12, priority=4, shrink=True),
         Recognizer("US_SSN", "\\d{3}[ -]\\d{2}[ -]\\d{4}", r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b", _ssn, lookbehind=11, max_len=11, priority=3, anchor_len=11),
         Recognizer("IP_ADDRESS", "\\b\\d{1,3}\\.\\d{1,3}\\.\\d", r"\d(?<![\w.]\d)(?<![Vv]ersion \d)(?<![Bb]uild \d)(?<![Rr]elease \d)\d{0,2}\.(?:\d{1,3}\.){2}\d{1,3}(?![\w.]?\d|[~+]|-\d+(?![.\d]))", _ipv4_validator(private_ips), lookbehind=12, max_len=15, priority=2),
         Recognizer("IP_ADDRESS", "::|[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:", r"(?<![\w:.])(?:(?:[0-9A-Fa-f]{0,4}:){2,6}(?:\d{1,3}\.){3}\d{1,3}|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![\w:]|\.\d)", _ipv6_validator(private_ips), lookbehind=40, max_len=46, priority=2),

@@ -158,7 +158,30 @@ def test_newer_ranges_and_encodings_are_found(entity: str, value: str) -> None:
         "openssl 1.1.1.1+deb12u1 and 3.0.11.0~rc1",
         "GB85UTQF8819789693042",  # checksum fails
         "card-like 581399674117",  # 12 digits outside Maestro's own ranges
+        "2024-03-15 10:30:00 2024-03-16 11:00:00",  # not a phone from 00 2024-03-16 11
     ],
 )
 def test_versions_and_near_misses_are_left_alone(text: str) -> None:
     assert detect(text) == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["1 " * 100_000, "01 02 03 04 05 06 07 08 09 " * 8_000, "7" * 200_000],
+    ids=["digits", "pairs", "one run"],
+)
+def test_runs_of_small_numbers_do_not_each_become_a_candidate(text: str) -> None:
+    det = Detector()
+    calls = 0
+
+    def counting(fn):  # type: ignore[no-untyped-def]
+        def inner(s: str) -> str | None:
+            nonlocal calls
+            calls += 1
+            return fn(s)  # type: ignore[no-any-return]
+
+        return inner
+
+    det._validators = [counting(v) for v in det._validators]
+    assert det.detect(text) == []
+    assert calls < 1000  # not one (or several) per number in the run
