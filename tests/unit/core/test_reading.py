@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from sandbox import Orchestrator
 from sandbox.core.modelview import ModelView
 from sandbox.core.reading import image_type, model_listing, page_of, read_for_model
 from sandbox.exceptions import FileTypeError, InvalidInputError, QuotaExceededError
@@ -83,3 +84,16 @@ def test_listings_come_in_pages_and_hide_saved_outputs_unless_asked() -> None:
     assert page_of(shown, 0, 1).next_offset == 1
     with pytest.raises(InvalidInputError):
         page_of(shown, -1, 1)
+
+
+def test_a_value_across_the_end_of_a_page_is_never_shown_in_part(local_orc: Orchestrator) -> None:
+    # THREATS M3: the page ends before the card, which the next page shows as a token.
+    for shift in range(0, 20, 3):
+        text = "x" * (2000 - shift) + " card 4111 1111 1111 1111 paid\n" + "y" * 3000
+        with local_orc.session("alice") as s:
+            s.upload("pay.txt", text.encode())
+            first = read_for_model(s.files, s.tokenizer, "pay.txt", offset=0, budget=2000)
+            second = read_for_model(s.files, s.tokenizer, "pay.txt", offset=first.end, budget=2000)
+        shown = first.text + second.text
+        assert "4111" not in shown and "1111" not in shown, shift
+        assert "[CREDIT_CARD_1]" in second.text
