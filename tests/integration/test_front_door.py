@@ -28,6 +28,7 @@ def controller(make_settings, **rules: object) -> Iterator[tuple[Server, KeyStor
     settings = make_settings(
         controller_id=make_settings().controller_id + "f" + os.urandom(2).hex(),
         api={**base, **rules},
+        output={"mcp_structured": True},  # these tests read structuredContent
     )
     keys = KeyStore(settings.data_dir / "keys.json")
     with Orchestrator(settings) as orc, Server(orc, keys) as server:
@@ -77,6 +78,7 @@ def stdio_params(server: Server, keys: KeyStore, owner: str, *extra: str) -> Any
         "SANDBOX_DATA_DIR": str(orc_settings.data_dir) + "-stdio",
         "SANDBOX_CONTROLLER_ID": orc_settings.controller_id + "s",
         "SANDBOX_IMAGE": orc_settings.image or "",
+        "SANDBOX_OUTPUT__MCP_STRUCTURED": "true",
         **{
             f"SANDBOX_API__{k.upper()}": str(v)
             for k, v in orc_settings.api.model_dump().items()
@@ -96,9 +98,11 @@ def stdio_session(params: Any, work: Callable[[Any], Any]) -> Any:
     return asyncio.run(main())
 
 
-def stdio_audit(params: Any) -> list[dict[str, Any]]:
+def stdio_audit(params: Any, slot: int = 1) -> list[dict[str, Any]]:
+    """The audit trail of the stdio server that ran in `slot` (sandbox/mcp/stdio.py)."""
     data = Path(params.env["SANDBOX_DATA_DIR"])
-    log = AuditLog(data / "audit.log", AuditKeys.load_or_create(data / "audit-keys.json"))
+    trail = data / "mcp" / str(slot) / "audit.log"
+    log = AuditLog(trail, AuditKeys.load_or_create(data / "audit-keys.json"))
     try:
         return log.read()
     finally:
