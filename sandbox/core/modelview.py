@@ -8,8 +8,10 @@ by the same rule as tokens in code (sandbox/pii/code.py): a name the box wrote i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
+from sandbox.exceptions import FileTypeError, NotFoundError, QuotaExceededError, UnsafePathError
 from sandbox.files import SafeDir
 from sandbox.models import FileEntry
 from sandbox.pii import Tokenizer
@@ -23,23 +25,40 @@ class ModelView:
         self._files, self._tok = files, tokenizer
 
     def write(self, path: str, data: bytes | Iterable[bytes], max_bytes: int) -> None:
-        self._files.write(self._path(path), data, max_bytes)
+        with self._told(path) as real:
+            self._files.write(real, data, max_bytes)
 
     def read(self, path: str, max_bytes: int, prefix: bool = False) -> bytes:
-        return self._files.read(self._path(path), max_bytes, prefix=prefix)
+        with self._told(path) as real:
+            return self._files.read(real, max_bytes, prefix=prefix)
 
     def read_at(self, path: str, offset: int, max_bytes: int) -> tuple[bytes, int]:
-        return self._files.read_at(self._path(path), offset, max_bytes)
+        with self._told(path) as real:
+            return self._files.read_at(real, offset, max_bytes)
 
     def delete(self, path: str) -> None:
-        self._files.delete(self._path(path))
+        with self._told(path) as real:
+            self._files.delete(real)
 
     def listing(self, path: str = "") -> list[FileEntry]:
-        entries = self._files.listing(self._path(path))
+        with self._told(path) as real:
+            entries = self._files.listing(real)
         if self._tok is None:
             return entries
         names = self._tok.tokenize([e.path for e in entries])
         return [e.model_copy(update={"path": n}) for e, n in zip(entries, names, strict=True)]
+
+    @contextlib.contextmanager
+    def _told(self, path: str) -> Iterator[str]:
+        """The path resolved; an error about it names it as the model did (the resolved one
+        holds the real values its tokens stand for)."""
+        real = self._path(path)
+        try:
+            yield real
+        except (NotFoundError, FileTypeError, UnsafePathError, QuotaExceededError) as exc:
+            if real == path or self._tok is None:
+                raise
+            raise type(exc)(str(self._tok.tokenize(str(exc)))) from None
 
     def _path(self, path: str) -> str:
         return resolve_in_code(self._tok, path)

@@ -273,3 +273,23 @@ def test_the_server_declares_the_logging_it_sends(local_orc: Orchestrator) -> No
         return c.server_capabilities
 
     assert with_client(local_orc, work, mode="legacy").logging is not None
+
+
+def test_a_path_named_by_its_tokens_is_read_and_an_error_about_it_keeps_them(
+    local_orc: Orchestrator,
+) -> None:
+    code = "open('maria.lopez@example.com.txt', 'w').write('hello')"
+
+    async def work(c: Any) -> list[Any]:
+        await c.call_tool("execute_code", {"code": code})
+        listed = only_text(await c.call_tool("list_files", {}))
+        name = listed.split("  ")[0]
+        found = await c.call_tool("read_file", {"path": name})
+        missing = await c.call_tool("read_file", {"path": name + ".old"})
+        return [name, found, missing]
+
+    name, found, missing = with_client(local_orc, work)
+    assert re.fullmatch(r"\[EMAIL_\d+\]", name)  # the whole name reads as an address
+    assert only_text(found) == "hello"
+    assert missing.is_error and "not_found" in missing.content[0].text
+    assert "maria" not in missing.content[0].text
