@@ -89,8 +89,9 @@ class PhoneRules:
             lens = [n for r in regs for n in (_lengths(r) if r != "001" else (6, 12))]
             if lens:
                 self._cc_len[str(cc)] = (min(lens), max(lens))
-        # National forms by their length in digits: (prefix people dial first, country code,
-        # the region's pattern of national numbers), in the order of `regions`.
+        # National forms by their length in digits, then by the prefix people dial first
+        # (trunk prefix, or none): (country code, the region's pattern of national numbers)
+        # in the order of `regions`.
         forms: dict[int, dict[str, list[tuple[str, re.Pattern[str]]]]] = {}
         self._first_cc = ""
         for r in self.regions:
