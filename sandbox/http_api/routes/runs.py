@@ -119,7 +119,7 @@ async def until_disconnect(request: Request, work: Awaitable[RunResult]) -> RunR
         gone.cancel()
         if not task.done():
             task.cancel()  # also when this request itself is cancelled (server shutdown)
-    if task.cancelled():
+    if not task.done() or task.cancelled():
         raise RunCancelledError("the client disconnected")
     return task.result()
 

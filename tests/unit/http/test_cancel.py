@@ -115,3 +115,23 @@ def test_a_keyed_request_dropped_mid_run_is_picked_up_by_its_retry(
         assert again.json()["stdout"] == "once\n"
         assert [r["outcome"] for r in records(server, "run_end")] == ["ok"]
         assert len(records(server, "run_start")) == 1
+
+
+def test_a_disconnect_cancels_the_awaited_run_and_answers_cancelled() -> None:
+    import asyncio
+
+    from sandbox.core.cancel import RunCancelledError
+    from sandbox.http_api.routes.runs import until_disconnect
+
+    class Gone:
+        async def receive(self) -> dict[str, str]:
+            return {"type": "http.disconnect"}
+
+    async def main() -> None:
+        work = asyncio.ensure_future(asyncio.sleep(30))
+        with pytest.raises(RunCancelledError):
+            await until_disconnect(Gone(), work)  # type: ignore[arg-type]
+        await asyncio.sleep(0)  # the cancel reaches the work at its next step
+        assert work.cancelled()
+
+    asyncio.run(main())
