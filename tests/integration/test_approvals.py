@@ -131,8 +131,8 @@ def test_a_send_is_approved_by_the_mcp_clients_user(served: Any, mode: str) -> N
 
     result = asyncio.run(main())
     assert not result.is_error, result.content
-    out = result.structured_content
-    assert out["exit_code"] == 0 and "sent {'id':" in out["stdout"], out
+    out = result.content[0].text
+    assert out.startswith("exit code 0 in ") and "sent {'id':" in out, out
     assert len(asked) == 1 and "mailer.send_email" in asked[0]
     server.orc.flush_audit()
     decided = [r for r in server.orc.audit.read() if r["event"] == "approval_decided"]

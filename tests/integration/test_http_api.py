@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import socket
 import sys
@@ -370,7 +369,7 @@ def mcp_http_call(url: str, key: str | None, tool: str, args: dict[str, object])
                 "list_skills",
             } <= names
             result = await c.call_tool(tool, args)
-            return result.structured_content
+            return result.content[0].text
 
     return asyncio.run(main())
 
@@ -380,7 +379,7 @@ def test_the_mcp_endpoint_runs_code_for_a_keyed_client(api) -> None:  # type: ig
     out = mcp_http_call(
         f"{server.url}/mcp", secrets["alice"], "execute_code", {"code": "print(6 * 7)"}
     )
-    assert out["stdout"] == "42\n" and out["exit_code"] == 0  # type: ignore[index]
+    assert out.startswith("exit code 0 in ") and out.endswith("--- stdout ---\n42")  # type: ignore[attr-defined]
     with pytest.raises(Exception):  # noqa: B017, PT011 - the SDK raises transport-specific errors for a 401
         mcp_http_call(f"{server.url}/mcp", None, "execute_code", {"code": "print(1)"})
     r = httpx.post(f"{server.url}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"})
@@ -412,20 +411,14 @@ def test_the_mcp_stdio_server_serves_one_session_per_client(make_settings) -> No
             listed = await c.call_tool("list_files", {})
             await c.call_tool("save_skill", {"path": "s.py", "content": "x = 1"})
             skills = await c.call_tool("list_skills", {})
-            return [
-                wrote.structured_content,
-                ran.structured_content,
-                read.structured_content,
-                listed.structured_content,
-                skills.structured_content,
-            ]
+            return [r.content[0].text for r in (wrote, ran, read, listed, skills)]
 
     wrote, ran, read, listed, skills = asyncio.run(main())
-    assert "wrote" in json.dumps(wrote)
-    assert ran["stdout"] == "HI [EMAIL_1]\n"  # type: ignore[index]
-    assert read == {"result": "hi [EMAIL_2]"}  # exact-text tokens: the upper-cased one was EMAIL_1
-    assert [e["path"] for e in listed["result"]] == ["hello.txt"]  # type: ignore[index]
-    assert [e["path"] for e in skills["result"]] == ["s.py"]  # type: ignore[index]
+    assert wrote == "wrote 29 bytes to /workspace/hello.txt"
+    assert str(ran).endswith("--- stdout ---\nHI [EMAIL_1]")
+    assert read == "hi [EMAIL_2]"  # exact-text tokens: the upper-cased one was EMAIL_1
+    assert str(listed) == "hello.txt  29 B\n[entries 1-1 of 1]"
+    assert str(skills).startswith("s.py  5 B\n")
 
 
 def test_a_retried_run_with_the_same_idempotency_key_executes_once(api, alice: Client) -> None:  # type: ignore[no-untyped-def]
