@@ -121,8 +121,8 @@ class PhoneRules:
                 return None
             cut = cut[:space].rstrip(" -./")
             found = self._classify(cut)
-            if found is not None:
-                return Verdict.of(found[0], found[1], len(cut))
+            if found is not None and not found[1]:  # a cut-down number must stand on its own
+                return Verdict.of(found[0], False, len(cut))
         return None
 
     def _classify(self, s: str) -> tuple[str, bool] | None:

@@ -110,6 +110,8 @@ HARD_NEGATIVES = [
     "Partially addressable: 01 02 03 04 05 06 07",
     "procs  r  b   swpd   free\n 5  0      0 21611896  29592",
     "ISBN 978-3-16-148410-0",
+    "call stack depth 12; ring buffer 4096 1024 2048 8192",
+    "Total: 1 234 567 items, 12 345 678 bytes",
 ]
 
 
