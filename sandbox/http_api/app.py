@@ -190,6 +190,9 @@ def serve(settings: Settings, host: str, port: int) -> None:
         log_level="info",
         timeout_keep_alive=5,
         limit_concurrency=settings.api.max_connections,
+        # h11, never httptools (even where it is installed): only h11 bounds what a client may
+        # send before its headers end; httptools kept a 50 MB header line in memory.
+        http="h11",
         h11_max_incomplete_event_size=64 * 1024,
         timeout_graceful_shutdown=30,
     )

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import httpx
 
@@ -174,3 +175,29 @@ def test_doctor_passes_here_and_says_how_to_fix_a_missing_engine(make_settings, 
         and "FAIL Docker engine answers" in broken.stdout
         and "fix:" in broken.stdout
     )
+
+
+def test_a_header_that_never_ends_is_refused_not_held(make_settings) -> None:  # type: ignore[no-untyped-def]
+    proc, url = start_serve(env_for(make_settings()))
+    try:
+        host, port = url.removeprefix("http://").split(":")
+
+        def rss_kib() -> int:
+            status = Path(f"/proc/{proc.pid}/status").read_text()
+            return int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1])
+
+        before = rss_kib()
+        sent = 0
+        with socket.create_connection((host, int(port))) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            try:
+                for _ in range(200):  # 50 MiB of one header line
+                    s.sendall(b"a" * 256 * 1024)
+                    sent += 256 * 1024
+            except OSError:
+                pass  # refused and closed: what should happen
+        assert sent < 50 * 1024 * 1024 or rss_kib() - before < 16 * 1024
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        proc.wait(30)
