@@ -56,7 +56,11 @@ class Watch:
     def _heard(self, record: dict[str, Any]) -> None:
         if record.get("event") == "run_start":
             self.started.set()
-        elif record.get("event") == "run_end" and not self.ended.is_set():
+        elif (
+            record.get("event") == "run_end"
+            and record.get("outcome") != "not_started"  # a dead warm container, retried cold
+            and not self.ended.is_set()
+        ):
             self.end_at, self.outcome = time.monotonic(), str(record.get("outcome"))
             self.ended.set()
 

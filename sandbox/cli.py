@@ -110,7 +110,7 @@ def secrets_delete(name: str, owner: OwnerOption = None) -> None:
 
 def _audit_paths(settings: Settings) -> tuple[Path, Path]:
     return (
-        settings.audit_log or settings.data_dir / "audit.log",
+        settings.audit_log or settings.own_dir / "audit.log",
         settings.audit_keys or settings.data_dir / "audit-keys.json",
     )
 
