@@ -82,6 +82,8 @@ def instructions(f: Facts) -> str:
         "Between calls only files persist: /workspace keeps them for this conversation, and "
         "/skills keeps the skills you save (save_skill) for later conversations. Variables, "
         "imports, processes and /tmp do not persist: save what you need to /workspace.\n"
+        "If your client keeps no MCP session (protocol 2026-07-28), each call gets a fresh "
+        "/workspace: call open_session once and pass its id as `session` to every call.\n"
         f"{tools}"
         f"Results show about {f.budget:,} characters of output, its start and end; the "
         "whole output of a long run is saved in /workspace/.outputs/ (read_file pages "
