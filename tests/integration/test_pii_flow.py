@@ -83,7 +83,7 @@ for c in list_customers(segment="enterprise"):
     send_email(to=full["email"], subject="Your renewal", body=f"Hi {full['name']}, call us back at {full['phone']}?")
     seen.append({"email": full["email"], "phone": full["phone"]})
 print(json.dumps(seen))
-open("seen.json", "w").write(json.dumps(seen))
+open("seen.json", "w").write(json.dumps(seen));  # ";": not shown as a cell value
 """)
     assert r.exit_code == 0, r.stderr
     seen = json.loads(r.stdout)
