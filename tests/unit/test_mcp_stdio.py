@@ -117,3 +117,46 @@ def test_a_stdio_server_without_an_engine_starts_and_answers_with_the_fix(
     text = " ".join(getattr(part, "text", "") for part in answer.content)
     assert answer.is_error and "backend_unavailable: " in text
     assert f"unix://{tmp_path}/dead.sock" in text and "DOCKER_HOST" in text
+
+
+@pytest.mark.parametrize("mode", ["legacy", "auto"])
+def test_a_cancelled_call_to_a_stdio_server_kills_its_run(tmp_path: Path, mode: str) -> None:
+    from mcp import Client as McpClient
+    from mcp.client.stdio import StdioServerParameters
+
+    from sandbox.audit import AuditKeys, AuditLog
+
+    data = tmp_path / "data"
+    env = {
+        **os.environ,
+        "SANDBOX_DATA_DIR": str(data),
+        "SANDBOX_BACKEND__TYPE": "local",
+        "SANDBOX_BACKEND__UNSAFE_NO_ISOLATION": "true",
+        "SANDBOX_WORKSPACE_BACKING": "directory",
+    }
+    params = StdioServerParameters(command="sandbox", args=["mcp", "--owner", "me"], env=env)
+    trail = data / "mcp" / "1" / "audit.log"
+
+    def events(name: str) -> list[dict[str, Any]]:
+        log = AuditLog(trail, AuditKeys.load_or_create(data / "audit-keys.json"))
+        try:
+            return [r for r in log.read() if r["event"] == name]
+        finally:
+            log.close()
+
+    async def main() -> str:
+        async with McpClient(params, read_timeout_seconds=60, mode=mode) as c:
+            code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+            task = asyncio.ensure_future(c.call_tool("execute_code", {"code": code}))
+            for _ in range(1000):  # bounded: until the run has begun
+                if trail.exists() and events("run_start"):
+                    break
+                await asyncio.sleep(0.02)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            after = await c.call_tool("execute_code", {"code": "print(9)"})
+            return " ".join(getattr(part, "text", "") for part in after.content)
+
+    assert "9" in asyncio.run(main())
+    assert [r["outcome"] for r in events("run_end")] == ["cancelled", "ok"]
