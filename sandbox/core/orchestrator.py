@@ -141,8 +141,10 @@ class Orchestrator:
         idle_s: float | None = None,
         session_id: str | None = None,
         limits: Limits | None = None,
+        warm: bool = True,
     ) -> Session:
-        """Open a session for a principal, within its profiles and the session caps.
+        """Open a session for a principal, within its profiles and the session caps. With
+        `warm` off no container is started before its first run (a session for one call).
 
         Raises:
             ProfileNotAllowedError: the principal may not use that profile.
@@ -179,6 +181,7 @@ class Orchestrator:
                 ttl_s=ttl_s,
                 idle_s=idle_s,
                 on_close=self._registry.remove,
+                warm=warm,
             )
         except BaseException:
             self._registry.cancel(sid)

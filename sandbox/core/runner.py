@@ -46,15 +46,16 @@ _NO_TOOLS_CALL_BYTES = 64 * 1024
 class Runner:
     """Runs one session's code, one fresh container per run, one run at a time."""
 
-    def __init__(self, parts: Parts, box: Box) -> None:
+    def __init__(self, parts: Parts, box: Box, warm: bool = True) -> None:
         self._parts, self._box = parts, box
+        self._warm = warm and parts.settings.warm  # off: a session for one call only
         if box.tokenizer is not None:  # bounded, and on the record once it is full
             limit_vault(box.tokenizer.vault, parts.settings.pii, parts.records, box.owner)
         self._lock = threading.Lock()
         self._next: Future[Warm] | None = None
         self._cleanups: list[Future[None]] = []
         self._closed = False
-        if parts.settings.warm:
+        if self._warm:
             self._next = parts.pool.submit(self._prepare)
 
     @property
@@ -188,7 +189,7 @@ class Runner:
                 self._discard_when_up(pending)
         if warm is None:
             warm = self._prepare()
-        if settings.warm:
+        if self._warm:
             self._next = self._parts.pool.submit(self._prepare)
         return warm
 

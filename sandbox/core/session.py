@@ -50,6 +50,7 @@ class Session:
         ttl_s: float | None = None,
         idle_s: float | None = None,
         on_close: Callable[[Session], None] | None = None,
+        warm: bool = True,
     ) -> None:
         self._parts = parts
         self.principal = principal
@@ -84,6 +85,7 @@ class Session:
                     tools,
                     self.tokenizer,
                 ),
+                warm,
             )
         except BaseException:
             storage.remove_workspace(self._workspace)

@@ -115,7 +115,7 @@ class Sessions:
         if session is not None:
             return call(lambda: named(orc, principal, session, surface)), surface
         if client is None:  # no MCP session to keep it for: this call's alone
-            opened = self.open(principal, surface)
+            opened = self.open(principal, surface, warm=False)  # nothing warms for nobody
             per_call = _PER_CALL.get()
             if per_call is None:  # not under `close_per_call` (never so in a server)
                 logger.warning("a per-call session outside a call: it closes when idle")
@@ -132,7 +132,9 @@ class Sessions:
                 found = self._by_client[ident] = self.open(principal, surface)
             return found, surface
 
-    def open(self, principal: Principal, surface: str, profile: str | None = None) -> Session:
+    def open(
+        self, principal: Principal, surface: str, profile: str | None = None, warm: bool = True
+    ) -> Session:
         """A new sandbox session for this principal (the key's profiles, the session caps).
 
         Raises:
@@ -141,7 +143,7 @@ class Sessions:
         orc = self.orc()
         return call(
             lambda: orc.open_session(
-                principal, surface=surface, profile=profile, idle_s=self._idle_s
+                principal, surface=surface, profile=profile, idle_s=self._idle_s, warm=warm
             )
         )
 

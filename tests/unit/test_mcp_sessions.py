@@ -195,3 +195,12 @@ def test_close_session_ends_the_connections_own_session_or_a_named_one(
         assert refused_with(gone, "not_found")
 
     client(server, keys["a"], "legacy", work)
+
+
+def test_a_session_for_one_call_starts_no_container_before_its_run(make_orc: MakeOrc) -> None:
+    orc = make_orc()
+    s = orc.open_session(orc.admission.local("al"), surface="mcp-http", warm=False)
+    assert not s.ready(0.05)  # nothing is warming for it
+    assert s.run("print(1)").stdout == "1\n"  # its one run starts a container then
+    assert not s.ready(0.05)  # and none is started for a next run
+    s.close()
