@@ -19,20 +19,25 @@ class SessionCreate(BaseModel):
     """None: 'default', or the key's first profile when it may not use 'default'."""
 
 
+Budget = Annotated[
+    int | None,
+    Field(
+        ge=MIN_BUDGET,
+        le=MAX_BUDGET,
+        description="Characters of output for a model: the result keeps the start and end of "
+        "stdout and stderr within it, with a marker of what was left out and where the whole "
+        "stream is saved (`outputs`). Omitted: the whole output (up to the output cap).",
+    ),
+]
+
+
 class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     code: str = Field(max_length=1024 * 1024)
     timeout: float | None = Field(None, gt=0)
     env: dict[str, str] | None = None
-    budget: int | None = Field(
-        None,
-        ge=MIN_BUDGET,
-        le=MAX_BUDGET,
-        description="Characters of output for a model: the result keeps the start and end of "
-        "stdout and stderr within it, with a marker of what was left out and where the whole "
-        "stream is saved (`outputs`). Omitted: the whole output (up to the output cap).",
-    )
+    budget: Budget = None
 
 
 class CommandRequest(BaseModel):
@@ -41,14 +46,7 @@ class CommandRequest(BaseModel):
     command: list[str] | str = Field(max_length=1024)
     timeout: float | None = Field(None, gt=0)
     env: dict[str, str] | None = None
-    budget: int | None = Field(
-        None,
-        ge=MIN_BUDGET,
-        le=MAX_BUDGET,
-        description="Characters of output for a model: the result keeps the start and end of "
-        "stdout and stderr within it, with a marker of what was left out and where the whole "
-        "stream is saved (`outputs`). Omitted: the whole output (up to the output cap).",
-    )
+    budget: Budget = None
 
 
 class ApprovalDecision(BaseModel):
