@@ -186,11 +186,9 @@ def run(
     owner: Annotated[str, typer.Option(help="Owner whose /skills the run sees.")] = "cli",
     profile: Annotated[str, typer.Option(help="Policy profile of the run.")] = "default",
 ) -> None:
-    """Run a Python file in a fresh sandbox; print its output and exit with its exit code.
-
-    The output is what a model would see: personal data in it (emails, phones, cards, IBANs,
-    addresses...) is shown as tokens such as [EMAIL_1]; SANDBOX_PII__ENABLED=false shows it raw.
-    """
+    """Run a Python file in a fresh sandbox and exit with its exit code. Its output is printed
+    as a model would see it: personal data as tokens such as [EMAIL_1]
+    (SANDBOX_PII__ENABLED=false prints it raw)."""
     from sandbox.orchestrator import Orchestrator
 
     try:
