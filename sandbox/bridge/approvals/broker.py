@@ -318,8 +318,7 @@ class ApprovalBroker:
                 }
             )
             watchers = self._watching(outcome.session)
-        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
-            entry.loop.call_soon_threadsafe(entry.event.set)
+        # The trail and the watchers (a webhook's queue) hear of it before the call goes on.
         self._record(
             "approval_decided",
             outcome,
@@ -330,6 +329,8 @@ class ApprovalBroker:
         )
         for w in watchers:
             _tell(w.settled, outcome)
+        with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits any more
+            entry.loop.call_soon_threadsafe(entry.event.set)
         return outcome
 
     def _watching(self, session: str) -> list[ApprovalWatcher]:
