@@ -99,9 +99,9 @@ class ApiSettings(BaseModel):
     """Of those waiting runs, at most this many of one key."""
     run_queue_wait_s: float = Field(300.0, gt=0)
     """A run that waited this long for a slot is refused (429) instead."""
-    run_starts_per_s: float | None = Field(None, ge=0)
-    """The engine's budget of container starts a second, shared fairly between keys while it
-    is exceeded (a key alone is never slowed); None: 4 per CPU core; 0: no sharing."""
+    boots_at_once: int | None = Field(None, ge=0)
+    """Boxes booting at once, owners taking turns (the fewest in flight first); None: one
+    per CPU core; 0: no limit."""
     sessions_per_owner: int = Field(32, ge=1)
     sessions_total: int = Field(1024, ge=1)
     session_ttl_s: float = Field(8 * 3600, gt=0)
@@ -115,11 +115,11 @@ class ApiSettings(BaseModel):
     idempotency_bytes: int = Field(256 * 1024 * 1024, ge=1024 * 1024)
     """Disk for those results (never memory); past it the oldest answer 410 instead."""
 
-    def starts_budget(self) -> float:
-        """Container starts a second shared fairly between keys (0: no sharing)."""
-        if self.run_starts_per_s is not None:
-            return self.run_starts_per_s
-        return 4.0 * (os.cpu_count() or 1)
+    def boots_limit(self) -> int:
+        """Boxes booting at once (0: no limit)."""
+        if self.boots_at_once is not None:
+            return self.boots_at_once
+        return os.cpu_count() or 1
 
 
 class OutputSettings(BaseModel):

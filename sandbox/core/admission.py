@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError, Future
@@ -21,7 +20,6 @@ from dataclasses import dataclass, field
 
 from sandbox.audit import AuditLog
 from sandbox.audit_queue import AuditQueue
-from sandbox.core.pacing import StartShare
 from sandbox.exceptions import (
     AuthenticationError,
     ProfileNotAllowedError,
@@ -68,8 +66,7 @@ class RunSlots:
 
     Waiting costs no thread: a request is a Future granted when a slot frees up, so an async
     surface awaits it and a sync caller blocks on it. A waiter whose key is at its own cap does
-    not hold up waiters of other keys. With `starts_per_s`, a key that has had its share of
-    the engine's starts while they are over that budget waits too (see `pacing`).
+    not hold up waiters of other keys.
     """
 
     def __init__(
@@ -78,8 +75,6 @@ class RunSlots:
         total: int,
         queue: int,
         queue_per_key: int | None = None,
-        starts_per_s: float = 0.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._per_key, self._total, self._queue = per_key, total, queue
         # One key's waiters may not fill the queue every key shares.
@@ -88,8 +83,6 @@ class RunSlots:
         self._active: dict[str, int] = {}
         self._running = 0
         self._waiters: deque[tuple[str, Future[Slot]]] = deque()
-        self._share = StartShare(starts_per_s, clock)
-        self._timer: threading.Timer | None = None
 
     def request(self, key_id: str) -> Future[Slot]:
         """A future that resolves to a held Slot.
@@ -100,35 +93,28 @@ class RunSlots:
         fut: Future[Slot] = Future()
         with self._lock:
             self._waiters = deque(w for w in self._waiters if not w[1].cancelled())
-            now = self._share.now()
             ahead = any(k == key_id for k, _ in self._waiters)
-            if not ahead and self._may_start(key_id, now):
+            if not ahead and self._may_start(key_id):
                 fut.set_running_or_notify_cancel()
-                self._take(key_id, now)
+                self._take(key_id)
                 fut.set_result(Slot(key_id, self._release))
                 return fut
             waiting = sum(k == key_id for k, _ in self._waiters)
             if len(self._waiters) >= self._queue or waiting >= self._queue_per_key:
                 raise QueueFullError("too many runs waiting; try again later", retry_after=1.0)
             self._waiters.append((key_id, fut))
-            self._arm(now)
         return fut
 
     def in_use(self, key_id: str | None = None) -> int:
         with self._lock:
             return self._running if key_id is None else self._active.get(key_id, 0)
 
-    def _may_start(self, key_id: str, now: float) -> bool:
-        return (
-            self._running < self._total
-            and self._active.get(key_id, 0) < self._per_key
-            and self._share.allows(key_id, (k for k, _ in self._waiters), now)
-        )
+    def _may_start(self, key_id: str) -> bool:
+        return self._running < self._total and self._active.get(key_id, 0) < self._per_key
 
-    def _take(self, key_id: str, now: float) -> None:
+    def _take(self, key_id: str) -> None:
         self._running += 1
         self._active[key_id] = self._active.get(key_id, 0) + 1
-        self._share.started(key_id, now)
 
     def _release(self, key_id: str) -> None:
         with self._lock:
@@ -141,36 +127,19 @@ class RunSlots:
         self._grant()
 
     def _grant(self) -> None:
-        """Hand free slots to waiters, in order, as far as caps and shares allow."""
+        """Hand free slots to waiters, in order, as far as the caps allow."""
         granted: list[tuple[Future[Slot], Slot]] = []
         with self._lock:
-            now = self._share.now()
             keep: deque[tuple[str, Future[Slot]]] = deque()
             for key, fut in self._waiters:
-                if self._may_start(key, now) and fut.set_running_or_notify_cancel():
-                    self._take(key, now)
+                if self._may_start(key) and fut.set_running_or_notify_cancel():
+                    self._take(key)
                     granted.append((fut, Slot(key, self._release)))
                 elif not fut.cancelled():
                     keep.append((key, fut))
             self._waiters = keep
-            self._arm(now)
         for fut, slot in granted:  # outside the lock: callbacks may run here
             fut.set_result(slot)
-
-    def _arm(self, now: float) -> None:
-        """A waiter held back by its share is looked at again when the window moves on."""
-        if not self._waiters or self._timer is not None:
-            return
-        delay = self._share.next_change(now)
-        if delay is not None:
-            self._timer = threading.Timer(delay + 0.001, self._tick)
-            self._timer.daemon = True
-            self._timer.start()
-
-    def _tick(self) -> None:
-        with self._lock:
-            self._timer = None
-        self._grant()
 
 
 class Admission:
@@ -196,7 +165,6 @@ class Admission:
             rules.runs_total,
             rules.run_queue,
             rules.run_queue_per_key,
-            starts_per_s=rules.starts_budget(),
         )
 
     # -- who ----------------------------------------------------------------------------

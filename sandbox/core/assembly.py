@@ -23,6 +23,7 @@ from sandbox.bridge.approvals.webhook import ApprovalWebhook
 from sandbox.bridge.config import load_config
 from sandbox.bridge.endpoint import ToolBridge
 from sandbox.core.admission import Admission
+from sandbox.core.gate import BootGate
 from sandbox.core.loop import BackgroundLoop
 from sandbox.exceptions import ControllerBusyError, NotFoundError
 from sandbox.images import ensure_image
@@ -58,6 +59,8 @@ class Parts:
         default_factory=lambda: ThreadPoolExecutor(max_workers=8, thread_name_prefix="sbx-rm")
     )
     """Removals of finished runs' containers (their run slots are freed after)."""
+    boots: BootGate = field(default_factory=lambda: BootGate(0))
+    """Boxes booting at once, owners taking turns (see `gate`)."""
     image: str = ""
     profiles: dict[str, Profile] | None = None
     pii: tuple[MasterKeys, Detector, FieldRules] | None = None
@@ -133,6 +136,7 @@ def assemble(
         lock_file=lock_file,
         records=records,
         approvals=ApprovalBroker(settings.approvals, records),
+        boots=BootGate(settings.api.boots_limit()),
     )
     try:
         parts.backend.ping()

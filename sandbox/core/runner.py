@@ -230,9 +230,10 @@ class Runner:
                     parts.records,
                 )
                 parts.loop.run(egress.start(channel.dir / EGRESS_SOCKET), 10)
-            ref = parts.backend.create(spec)
-            parts.backend.start(ref)
-            channel.accept_runtime(time.monotonic() + parts.settings.start_timeout_s)
+            with parts.boots.boot(box.owner):
+                ref = parts.backend.create(spec)
+                parts.backend.start(ref)
+                channel.accept_runtime(time.monotonic() + parts.settings.start_timeout_s)
         except BaseException:
             self._stop_egress(egress)
             channel.close()
@@ -262,7 +263,8 @@ class Runner:
         self._stop_egress(warm.egress)
         warm.channel.close()
         try:
-            self._parts.backend.remove(warm.ref)
+            with self._parts.boots.boot(self._box.owner):
+                self._parts.backend.remove(warm.ref)
         except SandboxError:
             # The reaper (next start, `sandbox gc`) finds it by its labels.
             logger.exception("removing container of run %s", warm.exec_id)

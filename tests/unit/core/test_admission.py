@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -13,7 +12,6 @@ import pytest
 
 from sandbox.audit import AuditKeys, AuditLog
 from sandbox.core.admission import Admission, Principal, RunSlots, abandon
-from sandbox.core.pacing import StartShare
 from sandbox.core.registry import SessionRegistry
 from sandbox.exceptions import (
     AuthenticationError,
@@ -233,77 +231,3 @@ def test_one_key_cannot_fill_the_shared_queue() -> None:
     with pytest.raises(QueueFullError):
         slots.request("a")  # its own share of the queue is full
     assert not slots.request("b").done()  # another key still gets a place in line
-
-
-class _Clock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def test_start_share_never_slows_a_key_alone() -> None:
-    clock = _Clock()
-    share = StartShare(per_s=4, clock=clock)
-    for _ in range(50):
-        assert share.allows("a", (), clock.t)
-        share.started("a", clock.t)
-
-
-def test_start_share_holds_the_busiest_key_to_its_share_while_over_budget() -> None:
-    clock = _Clock()
-    share = StartShare(per_s=4, clock=clock)
-    for _ in range(4):
-        share.started("churner", clock.t)
-    # Over budget with another key starting: the churner has had its share (4 / 2 keys).
-    assert not share.allows("churner", ["victim"], clock.t)
-    assert share.allows("victim", [], clock.t)
-    share.started("victim", clock.t)
-    assert share.allows("victim", [], clock.t)  # one of its two
-    assert share.next_change(clock.t) == 1.0
-    clock.t += 1.01
-    assert share.allows("churner", ["victim"], clock.t)  # the window moved on
-
-
-def test_paced_waiters_are_granted_when_the_window_moves_on() -> None:
-    clock = _Clock()
-    slots = RunSlots(per_key=8, total=16, queue=16, starts_per_s=2, clock=clock)
-    first = [slots.request("churner").result(0) for _ in range(2)]
-    victim = slots.request("victim")  # over budget, but the victim has had none of its share
-    assert victim.done()
-    held_back = slots.request("churner")
-    assert not held_back.done() and slots.in_use("churner") == 2
-    clock.t += 1.01  # the timer looks again: the start leaves the window
-    assert held_back.result(5).held
-    for s in [*first, victim.result(0), held_back.result(0)]:
-        s.release()
-    assert slots.in_use() == 0
-
-
-def test_a_churning_key_gets_no_more_than_its_share_of_starts() -> None:
-    slots = RunSlots(per_key=4, total=16, queue=64, starts_per_s=10)
-    counts = {"churner": 0, "victim": 0}
-    stop = threading.Event()
-
-    def one(key: str) -> None:
-        while not stop.is_set():
-            slots.request(key).result(10).release()
-            counts[key] += 1
-
-    threads = [threading.Thread(target=one, args=("churner",)) for _ in range(4)]
-    threads.append(threading.Thread(target=one, args=("victim",)))
-    for t in threads:
-        t.start()
-    time.sleep(1.2)  # alone at first, the churner was not slowed: thousands of starts
-    before = dict(counts)
-    time.sleep(2.0)
-    stop.set()
-    for t in threads:
-        t.join(10)
-    # Once the victim wants starts too, the churner gets about the budget of 10 a second at
-    # most (its half, and what the victim leaves unused), and the victim at least its half.
-    churner, victim = (counts[k] - before[k] for k in ("churner", "victim"))
-    assert churner <= 10 * 3, (churner, victim)
-    assert victim >= 8, (churner, victim)
-    assert slots.in_use() == 0
