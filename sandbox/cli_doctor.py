@@ -89,8 +89,9 @@ def check_data_dir(report: Report, data_dir: Path) -> None:
     if ok and lock.is_file() and _held(lock):
         report.line(
             "info",
-            f"a running controller holds {data_dir} (`sandbox serve` or `sandbox mcp`): "
-            "another controller on it (`sandbox run`, a second `sandbox serve`) is refused",
+            f"a running controller holds {data_dir} (`sandbox serve`, `sandbox run` or an "
+            "embedded Orchestrator): another one on it is refused; `sandbox mcp` servers are "
+            "not (each takes a slot of its own under mcp/)",
         )
 
 
