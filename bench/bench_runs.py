@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -160,6 +161,24 @@ def throughput(orc: Orchestrator, clients: int, seconds: float) -> float:
     return sum(counts) / elapsed
 
 
+def gate_ab(
+    orc: Orchestrator, clients: list[int], seconds: float
+) -> dict[int, tuple[float, float]]:
+    """Runs/s with the boot gate off, then on, alternating, so noise hits both alike."""
+    gate = orc._parts.boots  # a bench may reach in: the limit is read at every boot
+    on_limit = gate.limit or (os.cpu_count() or 1)
+    out: dict[int, tuple[float, float]] = {}
+    for c in clients:
+        got: dict[int, list[float]] = {0: [], on_limit: []}
+        for _ in range(2):
+            for limit in got:
+                gate.limit = limit
+                got[limit].append(throughput(orc, c, seconds / 2))
+        gate.limit = on_limit
+        out[c] = (statistics.mean(got[0]), statistics.mean(got[on_limit]))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,6 +188,11 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--no-llm-sandbox", action="store_true")
     ap.add_argument("--json", type=Path, help="also write raw numbers here")
+    ap.add_argument(
+        "--gate-ab",
+        action="store_true",
+        help="sustained runs/s with the boot gate off and on, interleaved (core/gate.py)",
+    )
     ap.add_argument(
         "--runtime", choices=["runc", "runsc"], default="runc", help="OCI runtime for every variant"
     )
@@ -213,6 +237,7 @@ def main() -> None:
             close()
         memory = idle_warm_memory(warm_s, backend)
         rates = {c: throughput(warm_orc, c, args.seconds) for c in args.clients}
+        gated = gate_ab(warm_orc, args.clients, args.seconds) if args.gate_ab else {}
 
     bare = statistics.median(samples["bare docker run --rm (CLI)"])
     print(f"# run('print(1)') latency, n={args.n} each, round-robin in one process\n")
@@ -226,6 +251,12 @@ def main() -> None:
     print("|---:|---:|")
     for c, rate in rates.items():
         print(f"| {c} | {rate:.1f} |")
+    if gated:
+        print("\n# the same with the boot gate off and on, interleaved (2 rounds each)\n")
+        print("| concurrent sessions | gate off runs/s | gate on runs/s | on / off |")
+        print("|---:|---:|---:|---:|")
+        for c, (off, on) in gated.items():
+            print(f"| {c} | {off:.1f} | {on:.1f} | {on / off:.2f} |")
     print("\n# idle warm container, host memory (its memory cgroup)\n")
     print(
         f"usage {memory['usage_mib']:.2f} MiB (rss {memory['rss_mib']:.2f} MiB, page cache {memory['cache_mib']:.2f} MiB)"
