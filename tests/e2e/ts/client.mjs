@@ -16,7 +16,7 @@ import { LoggingMessageNotificationSchema } from "@modelcontextprotocol/sdk/type
 const LONG = "import time\nprint('started', flush=True)\ntime.sleep(60)";
 const FLOOD = "print('z' * 3_000_000)";
 const WRONG_KEY = "sbx_000000000000_" + "A".repeat(43);
-const CALL_TIMEOUT_MS = 45_000; // under the 60 s run: a run left going shows as a timeout
+const CALL_TIMEOUT_MS = 45_000; // a call that hangs fails as this step, not as the whole test
 
 function httpTransport(url, key, fetched) {
   // Every request and its answer, so the test can see what a refused client tried.
