@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -110,12 +110,3 @@ def serve_local(base: Path) -> Iterator[Served]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-
-
-def wait_for(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return True
-        pause.wait(0.05)
-    return check()

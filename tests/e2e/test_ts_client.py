@@ -28,8 +28,8 @@ from tests.e2e.local_serve import (
     audit_outcomes,
     local_env,
     unavailable,
-    wait_for,
 )
+from tests.polling import wait_until
 
 HERE = Path(__file__).parent / "ts"
 # The outcomes of the runs the script makes, in order: print, flood, the cancelled one, print.
@@ -97,7 +97,7 @@ def test_the_ts_sdk_client_works_over_stdio(ts_client: list[str], tmp_path: Path
     results = run_client([*ts_client, "stdio", "--", *server], {**os.environ, **settings})
     check_session(results)
     trail = tmp_path / "data" / "mcp" / "1" / "audit.log"  # slot 1's (sandbox/mcp/stdio.py)
-    assert wait_for(lambda: len(audit_outcomes(trail, "ts")) == len(OUTCOMES))
+    assert wait_until(lambda: len(audit_outcomes(trail, "ts")) == len(OUTCOMES))
     assert audit_outcomes(trail, "ts") == OUTCOMES
 
 
@@ -113,7 +113,7 @@ def test_the_ts_sdk_client_works_over_streamable_http(
 ) -> None:
     assert over_http["connect"].get("protocol"), over_http["connect"]
     check_session(over_http)
-    assert wait_for(lambda: len(audit_outcomes(local_server.audit, "ts-http")) == len(OUTCOMES))
+    assert wait_until(lambda: len(audit_outcomes(local_server.audit, "ts-http")) == len(OUTCOMES))
     assert audit_outcomes(local_server.audit, "ts-http") == OUTCOMES
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from sandbox.backends.base import LABEL_CONTROLLER, LABEL_EXEC, LABEL_MANAGED
 from sandbox.backends.docker import DockerBackend
 from sandbox.client import Client
 from sandbox.keys import KeyStore
+from tests import polling
 from tests.integration.test_front_door import MODES, mcp_session, stdio_audit
 from tests.integration.test_http_api import Server
 
@@ -37,13 +38,7 @@ def served(make_settings) -> Iterator[tuple[Server, str]]:  # type: ignore[no-un
         yield server, keys.create("cy")[1]
 
 
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return True
-        pause.wait(0.05)
-    return check()
+wait_until = partial(polling.wait_until, timeout=60.0)
 
 
 def records(server: Server, event: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ import pytest
 from sandbox.keys import KeyStore
 from tests.integration.test_front_door import mcp_session, refused_with, tool_text
 from tests.integration.test_http_api import Server
+from tests.polling import wait_until
 from tests.unit.conftest import MakeOrc
 
 LEGACY = "2025-06-18"
@@ -28,15 +29,6 @@ def served(make_orc: MakeOrc) -> Iterator[tuple[Server, dict[str, str]]]:
     keys = KeyStore(orc.settings.data_dir / "keys.json")
     with Server(orc, keys) as server:
         yield server, {n: keys.create(o)[1] for n, o in (("a", "al"), ("a2", "al"), ("b", "bo"))}
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return True
-        pause.wait(0.02)
-    return check()
 
 
 def paths(result: Any) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,19 +18,10 @@ from sandbox.core.aio import run_admitted
 from sandbox.core.cancel import CancelToken, RunCancelledError
 from sandbox.core.session import Session
 from sandbox.models import OutputEvent, RunResult
+from tests.polling import wait_until
 from tests.unit.conftest import MakeOrc, local_settings
 
 LONG = "import time\nprint('started', flush=True)\ntime.sleep(60)\nprint('never')"
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll `check` until it holds, at most `timeout` seconds."""
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return True
-        pause.wait(0.02)
-    return check()
 
 
 def run_ends(orc: Orchestrator) -> list[dict[str, Any]]:

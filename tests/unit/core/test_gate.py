@@ -6,19 +6,13 @@ import threading
 import time
 
 from sandbox.core.gate import BootGate
+from tests.polling import wait_until
 
 
 def _hold(gate: BootGate, owner: str, entered: list[str], release: threading.Event) -> None:
     with gate.boot(owner):
         entered.append(owner)
         release.wait(10)
-
-
-def _wait_until(cond: object, timeout: float = 5.0) -> None:
-    end = time.monotonic() + timeout
-    while not cond():  # type: ignore[operator]
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.005)
 
 
 def test_many_threads_never_boot_more_than_the_limit() -> None:
@@ -49,7 +43,7 @@ def test_an_owner_alone_uses_every_place() -> None:
     threads = [threading.Thread(target=_hold, args=(gate, "a", entered, release)) for _ in range(3)]
     for t in threads:
         t.start()
-    _wait_until(lambda: len(entered) == 2)
+    assert wait_until(lambda: len(entered) == 2)
     assert gate.booting("a") == 2
     release.set()
     for t in threads:
@@ -63,17 +57,17 @@ def test_a_churning_owner_does_not_go_before_one_with_nothing_booting() -> None:
     # The churner fills both places (one boot long, one short), and queues four more.
     long = threading.Thread(target=_hold, args=(gate, "churn", entered, release))
     long.start()
-    _wait_until(lambda: len(entered) == 1)
+    assert wait_until(lambda: len(entered) == 1)
     churn = [threading.Thread(target=_hold, args=(gate, "churn", entered, first)) for _ in range(5)]
     for t in churn:
         t.start()
-    _wait_until(lambda: len(entered) == 2)
+    assert wait_until(lambda: len(entered) == 2)
     time.sleep(0.05)  # the other four are waiting now
     quiet = threading.Thread(target=_hold, args=(gate, "quiet", entered, release))
     quiet.start()
     time.sleep(0.05)
     first.set()  # the short boot ends: its place goes to the quiet owner, not the churner
-    _wait_until(lambda: "quiet" in entered)
+    assert wait_until(lambda: "quiet" in entered)
     assert entered.index("quiet") == 2
     churn.append(long)
     release.set()
@@ -89,7 +83,7 @@ def test_no_limit_means_no_waiting() -> None:
     ]
     for t in threads:
         t.start()
-    _wait_until(lambda: len(entered) == 10)
+    assert wait_until(lambda: len(entered) == 10)
     release.set()
     for t in threads:
         t.join(5)

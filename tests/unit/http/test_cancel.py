@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +16,7 @@ from sandbox.client import Client
 from sandbox.exceptions import SandboxError
 from sandbox.keys import KeyStore
 from tests.integration.test_http_api import Server
+from tests.polling import wait_until
 from tests.unit.conftest import MakeOrc
 
 LONG = "import time\nprint('started', flush=True)\ntime.sleep(60)"
@@ -28,15 +28,6 @@ def served(make_orc: MakeOrc) -> Iterator[tuple[Server, str]]:
     keys = KeyStore(orc.settings.data_dir / "keys.json")
     with Server(orc, keys) as server:
         yield server, keys.create("alice")[1]
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
-    pause = threading.Event()
-    for _ in range(int(timeout / 0.02)):
-        if check():
-            return True
-        pause.wait(0.02)
-    return check()
 
 
 def records(server: Server, event: str) -> list[dict[str, Any]]:
