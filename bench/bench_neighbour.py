@@ -182,6 +182,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="quiet/attacked pairs")
     ap.add_argument("--only", nargs="*", choices=ATTACKS, default=list(ATTACKS))
     ap.add_argument(
+        "--victims",
+        type=int,
+        default=1,
+        help="the victim's sessions, each its own agent (more runs for its p99)",
+    )
+    ap.add_argument(
         "--think",
         type=float,
         default=0.0,
@@ -213,8 +219,9 @@ def main() -> None:
         keys[owner] = out.stdout.strip()
     with sandbox_serve(env) as (url, server):
         victim, bad_tenant = Tenant(url, keys["victim"]), Tenant(url, keys["attacker"])
-        vsid = victim.session()
-        victim.run(vsid, VICTIM_TOOL)  # warm-up
+        vsids = [victim.session() for _ in range(args.victims)]
+        for vsid in vsids:
+            victim.run(vsid, VICTIM_TOOL)  # warm-up
         phases: dict[str, list[float]] = {"quiet": [], "attacked": []}
         failures: dict[str, list[str]] = {"quiet": [], "attacked": []}
         for _ in range(args.rounds):
@@ -222,20 +229,26 @@ def main() -> None:
                 stop = threading.Event()
                 attack = attacker(bad_tenant, stop, tuple(args.only)) if phase == "attacked" else []
                 lat: list[float] = []
-                vt = threading.Thread(
-                    target=victim_loop, args=(victim, vsid, stop, lat, failures[phase], args.think)
-                )
-                vt.start()
+                vts = [
+                    threading.Thread(
+                        target=victim_loop,
+                        args=(victim, vsid, stop, lat, failures[phase], args.think),
+                    )
+                    for vsid in vsids
+                ]
+                for vt in vts:
+                    vt.start()
                 time.sleep(args.seconds)
                 stop.set()
-                vt.join(120)
+                for vt in vts:
+                    vt.join(120)
                 for th in attack:
                     th.join(60)
                 phases[phase] += lat
         peak = peak_rss(server.pid)
 
     print(
-        f"# victim latency, one run per request, think {args.think:g} s, "
+        f"# victim latency, one run per request, {args.victims} session(s), think {args.think:g} s, "
         f"{args.rounds} x {args.seconds:g} s per phase\n"
     )
     print("| phase | requests | failed | p50 ms | p99 ms |")
