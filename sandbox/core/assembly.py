@@ -25,6 +25,7 @@ from sandbox.bridge.endpoint import ToolBridge
 from sandbox.core.admission import Admission
 from sandbox.core.gate import BootGate
 from sandbox.core.loop import BackgroundLoop
+from sandbox.core.strays import Strays
 from sandbox.exceptions import ControllerBusyError, NotFoundError
 from sandbox.images import ensure_image
 from sandbox.keys import KeyStore
@@ -61,6 +62,8 @@ class Parts:
     """Removals of finished runs' containers (their run slots are freed after)."""
     boots: BootGate = field(default_factory=lambda: BootGate(0))
     """Boxes booting at once, owners taking turns (see `gate`)."""
+    strays: Strays = field(default_factory=Strays)
+    """Boxes whose removal failed, removed again by `Orchestrator.gc`."""
     image: str = ""
     profiles: dict[str, Profile] | None = None
     pii: tuple[MasterKeys, Detector, FieldRules] | None = None

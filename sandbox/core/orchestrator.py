@@ -271,13 +271,15 @@ class Orchestrator:
     # -- garbage --------------------------------------------------------------------------
 
     def gc(self, now: float | None = None) -> int:
-        """Remove containers past their deadline label, from any controller, and our strays.
+        """Remove containers past their deadline label, from any controller, and our strays
+        (a box no open session owns) and boxes whose removal failed before (the engine under
+        load). `sandbox serve` runs it every minute.
 
         Returns how many containers were removed. Containers without our labels are never touched.
         """
         now = time.time() if now is None else now
-        live = {s.id for s in self.sessions()}
-        removed = 0
+        removed = self._parts.strays.remove_all(self.backend)
+        live = self._registry.ids()  # a session being opened is warming its first box
         for c in self.backend.list_managed({LABEL_MANAGED: "1"}):
             ours_orphaned = (
                 c.labels.get(LABEL_CONTROLLER) == self.settings.controller_id

@@ -86,6 +86,11 @@ class SessionRegistry(Generic[S]):
             raise NotFoundError("no such session")
         return session
 
+    def ids(self) -> set[str]:
+        """Ids of the open sessions and of those being opened."""
+        with self._lock:
+            return set(self._sessions) | set(self._reserved)
+
     def all(self, owner: str | None = None) -> list[S]:
         with self._lock:
             return [s for s in self._sessions.values() if owner is None or s.owner == owner]

@@ -238,7 +238,11 @@ class Runner:
             self._stop_egress(egress)
             channel.close()
             if ref is not None:
-                parts.backend.remove(ref)
+                try:
+                    parts.backend.remove(ref)
+                except SandboxError:  # the first failure is the one to tell; gc removes it
+                    logger.exception("removing container %s after a failed start", ref.id)
+                    parts.strays.add(ref)
             raise
         return Warm(exec_id, ref, channel, egress)
 
@@ -266,8 +270,9 @@ class Runner:
             with self._parts.boots.boot(self._box.owner):
                 self._parts.backend.remove(warm.ref)
         except SandboxError:
-            # The reaper (next start, `sandbox gc`) finds it by its labels.
+            # `gc` (every minute in `sandbox serve`) tries again.
             logger.exception("removing container of run %s", warm.exec_id)
+            self._parts.strays.add(warm.ref)
 
     # -- collecting the result ------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -167,16 +168,19 @@ async def _connect(state: AppState) -> None:
             state.orchestrator = orc
 
 
-async def _expire_loop(state: AppState, every_s: float = 5.0) -> None:
-    while True:
+async def _expire_loop(state: AppState, every_s: float = 5.0, gc_every: int = 12) -> None:
+    """Close expired sessions every `every_s`; every `gc_every` rounds, remove stray boxes."""
+    for tick in itertools.count(1):
         await asyncio.sleep(every_s)
         orc = state.orchestrator
         if orc is None:
             continue
         try:
             await run_in_threadpool(orc.expire_sessions)
+            if tick % gc_every == 0:
+                await run_in_threadpool(orc.gc)
         except Exception:
-            logger.exception("expiring sessions")
+            logger.exception("expiring sessions and removing strays")
 
 
 def serve(settings: Settings, host: str, port: int) -> None:
