@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 
 class Strays:
+    """Container refs to remove again; safe from any thread."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._refs: set[ContainerRef] = set()
@@ -21,10 +23,6 @@ class Strays:
     def add(self, ref: ContainerRef) -> None:
         with self._lock:
             self._refs.add(ref)
-
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._refs)
 
     def remove_all(self, backend: Backend) -> int:
         """Try each again; returns how many are gone now."""
